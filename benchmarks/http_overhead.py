@@ -1,0 +1,365 @@
+"""What serval's HTTP path costs: a hello-world deployment against the same bare handler.
+
+One run measures, side by side (interleaved per concurrency), at 1 and 32 keep-alive
+connections:
+
+- ``bare uvicorn``: ``_bare_app.py``, the handler as a plain ASGI app on uvicorn (the limit);
+- ``serval``: the handler as a deployment, 1 replica, default options
+  (``max_ongoing_requests=5``, as in Ray Serve);
+- ``serval mor=100``: the same with ``max_ongoing_requests=100``, the documented
+  throughput setting.
+
+It prints req/s, p50 and p99, the ratios against bare uvicorn, PASS/MISS against the
+targets (serval >= 35% of bare uvicorn's req/s at 32 connections; serval's p50 at 1
+connection <= bare uvicorn's + 0.3 ms), and the load generator's ceiling (bare uvicorn at
+32 connections: the generator drove at least that). Results go to ``benchmarks/results/``.
+
+Run: python benchmarks/http_overhead.py [--quick] [--duration S] [--rounds N] [--json PATH]
+(``--rounds 3`` repeats the interleaved sequence and reports per-point medians: use it
+when the machine is busy.)
+Exit status 1 when any request failed (the figures are then not comparable).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse
+import contextlib
+import http.client
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+
+import serval as serve
+from benchmarks import _bare_app
+from benchmarks._harness.loadgen import KINDS, LoadGenerator
+from benchmarks._harness.procs import ServerProcess, free_port
+from benchmarks._harness.results import (
+    comparisons_table,
+    print_tables,
+    results_table,
+    save_results,
+)
+from benchmarks._harness.stats import (
+    Comparison,
+    Result,
+    compare,
+    format_delta_ms,
+    format_percent,
+    median_results,
+)
+
+BENCHMARK = "http_overhead"
+SCENARIO = "hello-world"
+BARE = "bare uvicorn"
+SERVAL = "serval"
+SERVAL_100 = "serval mor=100"
+SYSTEMS: dict[str, dict[str, Any] | None] = {  # name -> deployment options (None: bare)
+    BARE: None,
+    SERVAL: {},
+    SERVAL_100: {"max_ongoing_requests": 100},
+}
+CONCURRENCIES = (1, 32)
+RPS_TARGET = 0.35  # serval req/s >= 35% of bare uvicorn's at RPS_AT connections
+RPS_AT = 32
+P50_TARGET_MS = 0.3  # serval p50 <= bare uvicorn's + 0.3 ms at P50_AT connections
+P50_AT = 1
+APP_NAME = "hello"
+BUSY_LOAD = 1.0  # 1-minute load average above which the machine is not idle enough
+
+Progress = Callable[[str], None]
+
+
+@serve.deployment
+def hello(request: Request) -> str:
+    return _bare_app.hello()
+
+
+# -- the systems under test ---------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def bare_server() -> Iterator[str]:
+    port = free_port()
+    argv = [sys.executable, str(Path(_bare_app.__file__).resolve()), str(port)]
+    with ServerProcess(argv, port=port) as server:
+        yield server.url
+
+
+@contextlib.contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
+def serval_instance(runtime: str = "local", ray_address: str | None = None) -> Iterator[str]:
+    """A serval of its own (short temp SERVAL_HOME, quiet logs); yields the proxy's URL.
+
+    ``runtime="ray"`` places the replica with Ray: on the cluster at ``ray_address``, or
+    on a new local Ray instance when it is None.
+    """
+    check_runtime(runtime)
+    home = tempfile.mkdtemp(prefix="svb", dir="/tmp")
+    port = free_port()
+    try:
+        with _environ(SERVAL_HOME=home, SERVAL_LOG_LEVEL="WARNING"):
+            try:
+                address = ray_address if runtime == "ray" else None
+                serve.start(http_options={"port": port}, runtime=runtime, address=address)
+                yield f"http://127.0.0.1:{port}/"
+            finally:
+                serve.shutdown()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def check_runtime(runtime: str) -> None:
+    from serval.runtime import RUNTIMES
+
+    if runtime not in RUNTIMES:
+        raise SystemExit(
+            f"--runtime {runtime}: not available yet in this serval "
+            f"(serval.runtime.RUNTIMES has {sorted(RUNTIMES)})"
+        )
+
+
+class HelloApp:
+    """The hello app on one serval instance, at ``/``, redeployed when the options change."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.system: str | None = None  # whose options are deployed now
+
+    def serve(self, system: str, progress: Progress) -> str:
+        if system != self.system:
+            progress(f"{system}: deploying")
+            if self.system is not None:
+                serve.delete(APP_NAME)
+            options = SYSTEMS[system] or {}
+            serve.run(hello.options(**options).bind(), name=APP_NAME, route_prefix="/")
+            self.system = system
+        return self.url
+
+
+def check_answer(url: str) -> None:
+    """One request before measuring: a wrong answer would be measured as fast errors."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+    try:
+        conn.request("GET", parts.path or "/")
+        resp = conn.getresponse()
+        body = resp.read()
+    finally:
+        conn.close()
+    if resp.status != 200 or body != _bare_app.hello().encode():
+        raise RuntimeError(f"GET {url} answered {resp.status} {body[:200]!r}, not hello()")
+
+
+# -- measuring ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    duration_s: float = 5.0
+    warmup_s: float = 1.0
+    concurrencies: Sequence[int] = CONCURRENCIES
+    systems: Sequence[str] = tuple(SYSTEMS)
+    runtime: str = "local"
+    ray_address: str | None = None
+    rounds: int = 1
+
+
+def measure_point(system: str, url: str, conns: int, plan: Plan, gen: LoadGenerator) -> Result:
+    check_answer(url)
+    m = gen.measure(url, conns, plan.duration_s, warmup_s=plan.warmup_s)
+    return Result.from_measurement(m, system=system, scenario=SCENARIO, concurrency=conns)
+
+
+def run_benchmark(
+    plan: Plan, gen: LoadGenerator, progress: Progress = lambda _: None
+) -> list[list[Result]]:
+    """``plan.rounds`` rounds of every system at every concurrency; one list per round.
+
+    Interleaved so that the rows compared are measured close in time: per concurrency,
+    bare uvicorn, then each serval variant (the one deployed now first, to save a
+    redeploy). Both servers stay up throughout; the idle one costs well under 1% CPU.
+    """
+    unknown = set(plan.systems) - set(SYSTEMS)
+    if unknown:
+        raise ValueError(f"unknown systems {sorted(unknown)}; known: {list(SYSTEMS)}")
+    rank = {s: i for i, s in enumerate(plan.systems)}
+    rounds: list[list[Result]] = []
+    with contextlib.ExitStack() as stack:
+        bare_url = stack.enter_context(bare_server()) if BARE in plan.systems else ""
+        on_serval = any(SYSTEMS[s] is not None for s in plan.systems)
+        app = HelloApp(
+            stack.enter_context(serval_instance(plan.runtime, plan.ray_address))
+            if on_serval
+            else ""
+        )
+        for n in range(plan.rounds):
+            results: list[Result] = []
+            for conns in plan.concurrencies:
+                order = sorted(plan.systems, key=lambda s: (s != BARE, s != app.system))
+                for system in order:
+                    url = bare_url if system == BARE else app.serve(system, progress)
+                    progress(f"round {n + 1}/{plan.rounds}: {system}, {conns} connection(s)")
+                    results.append(measure_point(system, url, conns, plan, gen))
+            results.sort(key=lambda r: (rank[r.system], plan.concurrencies.index(r.concurrency)))
+            rounds.append(results)
+    return rounds
+
+
+# -- judging ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    system: str
+    target: str
+    measured: str
+    passed: bool
+
+    def line(self) -> str:
+        return f"{'PASS' if self.passed else 'MISS'}  {self.system}: {self.target}: {self.measured}"
+
+
+def verdicts(comparisons: Sequence[Comparison]) -> list[Verdict]:
+    out = []
+    for c in comparisons:
+        if c.concurrency == RPS_AT:
+            out.append(
+                Verdict(
+                    c.system,
+                    f"req/s >= {RPS_TARGET:.0%} of {c.baseline} at {RPS_AT} connections",
+                    format_percent(c.rps_ratio),
+                    c.rps_ratio >= RPS_TARGET,
+                )
+            )
+        if c.concurrency == P50_AT:
+            out.append(
+                Verdict(
+                    c.system,
+                    f"p50 <= {c.baseline} + {P50_TARGET_MS} ms at {P50_AT} connection",
+                    format_delta_ms(c.p50_delta_ms),
+                    c.p50_delta_ms <= P50_TARGET_MS,
+                )
+            )
+    return out
+
+
+def ceiling_line(results: Sequence[Result], gen: LoadGenerator) -> str:
+    """The generator's proven rate: bare uvicorn at the most connections measured."""
+    bare = [r for r in results if r.system == BARE]
+    if not bare:
+        return "load generator ceiling: unknown (bare uvicorn not measured)"
+    top = max(bare, key=lambda r: r.concurrency)
+    conns = f"{top.concurrency} connection{'s' if top.concurrency != 1 else ''}"
+    return (
+        f"load generator ceiling: >= {top.rps:,.0f} req/s ({gen.describe()} sustained that "
+        f"against {BARE} at {conns} in this run)"
+    )
+
+
+# -- the command line ---------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--duration", type=float, default=5.0, help="seconds per point (default 5)")
+    p.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds (default 1)")
+    p.add_argument("--quick", action="store_true", help="2 s per point")
+    p.add_argument(
+        "--rounds", type=int, default=1, help="repeat, report medians (default 1; 3 when noisy)"
+    )
+    p.add_argument("--json", type=Path, help="results file (default: benchmarks/results/)")
+    p.add_argument("--runtime", choices=("local", "ray"), default="local", help="default: local")
+    p.add_argument(
+        "--ray-address", help="with --runtime ray: 'auto' or ray://host:10001 (default: new)"
+    )
+    p.add_argument("--loadgen", choices=KINDS, default="auto", help="default: wrk if installed")
+    p.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
+    p.add_argument("--processes", type=int, default=0, help="pyload processes (default: cores)")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    plan = Plan(
+        2.0 if args.quick else args.duration,
+        args.warmup,
+        runtime=args.runtime,
+        ray_address=args.ray_address,
+        rounds=max(1, args.rounds),
+    )
+    check_runtime(plan.runtime)
+    gen = LoadGenerator.pick(args.loadgen, threads=args.threads, processes=args.processes)
+    print(
+        f"load generator: {gen.describe()}; {plan.duration_s:g}s per point, {plan.rounds} round(s)",
+        flush=True,
+    )
+    load = os.getloadavg()[0]
+    if load > BUSY_LOAD:
+        print(f"warning: load average {load:.2f} before starting: other work will skew ratios")
+    rounds = run_benchmark(plan, gen, lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
+    settings = {**asdict(plan), "loadgen": gen.describe(), "loadavg_1m_at_start": round(load, 2)}
+    errors = report(rounds, gen, settings, args.json)
+    if errors:
+        print(f"ERRORS: {errors} failed requests; the figures above are not comparable")
+    return 1 if errors else 0
+
+
+def report(
+    rounds: list[list[Result]], gen: LoadGenerator, settings: dict[str, Any], path: Path | None
+) -> int:
+    """Print the tables, the ceiling and the verdicts, save the file; returns the errors."""
+    results = median_results(rounds)
+    comparisons = compare(results, BARE)
+    title = f"HTTP overhead, {settings.get('runtime', 'local')} runtime"
+    title += f" (medians of {len(rounds)} rounds)" if len(rounds) > 1 else ""
+    print_tables(
+        results_table(results, title=title),
+        comparisons_table(comparisons, title=f"against {BARE}, same run (req/s: share of it)"),
+    )
+    print("serval: default options (max_ongoing_requests=5); mor=100: max_ongoing_requests=100")
+    print(ceiling_line(results, gen))
+    judged = verdicts(comparisons)
+    for v in judged:
+        print(v.line())
+    saved = save_results(
+        results,
+        benchmark=BENCHMARK,
+        settings=settings,
+        extra={
+            "rounds": [[asdict(r) for r in rows] for rows in rounds],
+            "comparisons": [asdict(c) for c in comparisons],
+            "verdicts": [asdict(v) for v in judged],
+        },
+        path=path,
+    )
+    print(f"saved {saved}")
+    return sum(r.errors for r in results)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

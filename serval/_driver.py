@@ -1,0 +1,189 @@
+"""Finding or starting the serval instance of this machine, from a driver process.
+
+An instance lives in ``$SERVAL_HOME/<namespace>/`` (controller socket, replica
+sockets, logs). ``connect_or_start`` connects to the controller there, or starts
+one: attached to this process by a lifeline pipe (it stops when this process
+ends, however it ends), or detached (``serval start``), running until
+``serval shutdown``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+from serval import _process
+from serval._env import read_env
+from serval.config import HTTPOptions
+from serval.exceptions import ControllerError, ServalError
+from serval.transport.address import unix_address
+from serval.transport.messages import GetInfo
+
+START_TIMEOUT_S = 60.0
+
+_started: subprocess.Popen[bytes] | None = None
+
+
+def state_dir() -> str:
+    env = read_env()
+    return os.path.join(env.home, env.namespace)
+
+
+def controller_address() -> str:
+    return unix_address(os.path.join(state_dir(), "controller.sock"))
+
+
+def controller_answers(address: str) -> bool:
+    path = address.removeprefix("unix:")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        try:
+            sock.connect(path)
+        except OSError:
+            return False
+    return True
+
+
+def connect() -> dict[str, Any]:
+    """Connect to a running instance; raise ControllerError when there is none."""
+    address = controller_address()
+    if not controller_answers(address):
+        raise ControllerError(
+            f"no serval instance is running (looked for {address}); start one with "
+            "`serval start` or serval.start()"
+        )
+    ctx = _process.init_in_driver(address)
+    info: dict[str, Any] = ctx.run_sync(ctx.controller.call(GetInfo()), timeout_s=30)
+    return info
+
+
+def connect_or_start(
+    http_options: HTTPOptions | None = None,
+    *,
+    detached: bool = False,
+    runtime: str | None = None,
+    address: str | None = None,
+) -> dict[str, Any]:
+    """Connect to this machine's instance, or start one (``address``: the Ray cluster's,
+    for the ray runtime)."""
+    controller = controller_address()
+    if controller_answers(controller):
+        return connect()
+    env = read_env()
+    return _start(
+        controller,
+        http_options or HTTPOptions(),
+        detached,
+        runtime or env.runtime,
+        address or env.ray_address,
+    )
+
+
+def _start(
+    address: str, http_options: HTTPOptions, detached: bool, runtime: str, ray_address: str
+) -> dict[str, Any]:
+    global _started
+    sdir = state_dir()
+    os.makedirs(os.path.join(sdir, "logs"), exist_ok=True)
+    read_fd, write_fd = os.pipe()
+    # The admin token travels in the environment, not on command lines others can read.
+    env = dict(os.environ)
+    if http_options.admin_token:
+        env["SERVAL_ADMIN_TOKEN"] = http_options.admin_token
+    argv = [
+        sys.executable,
+        "-m",
+        "serval.controller",
+        "--address",
+        address,
+        "--state-dir",
+        sdir,
+        "--http-options",
+        http_options.model_dump_json(exclude={"admin_token"}),
+        "--runtime",
+        runtime,
+        "--ray-address",
+        ray_address,
+        "--ready-fd",
+        str(write_fd),
+    ]
+    out: Any = None
+    if detached:
+        out = open(os.path.join(sdir, "logs", "serval.log"), "ab")  # noqa: SIM115
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL if detached else subprocess.PIPE,
+            stdout=out,
+            stderr=out,
+            pass_fds=(write_fd,),
+            start_new_session=detached,
+            env=env,
+        )
+    finally:
+        os.close(write_fd)
+        if out is not None:
+            out.close()
+    try:
+        report = _read_ready(read_fd, proc)
+    finally:
+        os.close(read_fd)
+    if not report.get("ok"):
+        proc.wait(timeout=10)
+        _close_pipes(proc)
+        raise ServalError(f"serval could not start: {report.get('error', 'unknown error')}")
+    if not detached:
+        _started = proc
+    else:
+        _close_pipes(proc)
+    _process.init_in_driver(address)
+    return report
+
+
+def _read_ready(fd: int, proc: subprocess.Popen[bytes]) -> dict[str, Any]:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    data = b""
+    while b"\n" not in data:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            proc.kill()
+            raise ServalError(f"the serval controller did not start within {START_TIMEOUT_S}s")
+        ready, _, _ = select.select([fd], [], [], min(remaining, 0.5))
+        if ready:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            data += chunk
+        elif proc.poll() is not None and not data:
+            break
+    if not data.strip():
+        code = proc.wait()
+        return {"ok": False, "error": f"the controller exited with code {code} (see its log)"}
+    report: dict[str, Any] = json.loads(data.decode().splitlines()[0])
+    return report
+
+
+def _close_pipes(proc: subprocess.Popen[bytes]) -> None:
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
+def wait_started_exit(timeout_s: float = 30.0) -> None:
+    """After a shutdown: reap the controller this process started, if any."""
+    global _started
+    proc, _started = _started, None
+    if proc is None:
+        return
+    _close_pipes(proc)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -1,0 +1,305 @@
+"""The public functions: start, run, status, delete, shutdown, handles.
+
+Example::
+
+    import serval as serve
+
+    @serve.deployment
+    def hello(request):
+        return f"Hello {request.query_params['name']}!"
+
+    serve.run(hello.bind(), name="hello", route_prefix="/hello")
+    # curl 'http://127.0.0.1:8000/hello?name=x'  ->  Hello x!
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from serval import _driver, _process
+from serval._build import build_app_spec
+from serval.canary import CanaryConfig, canary_app_name
+from serval.config import HTTPOptions, validated
+from serval.context import get_replica_context
+from serval.deployment import Application, Deployment
+from serval.exceptions import ConfigError, NotFoundError, ServalError
+from serval.handle import DeploymentHandle
+from serval.status import ServeStatus
+from serval.transport.messages import (
+    DeleteApps,
+    DeployApps,
+    EndCanary,
+    GetStatus,
+    ListDeployments,
+    ModelAdmin,
+    SetCanary,
+    SetUserConfig,
+    Shutdown,
+    WaitApps,
+)
+
+logger = logging.getLogger("serval")
+
+DEPLOY_TIMEOUT_S = 600.0
+
+
+def _call(msg: Any, timeout_s: float | None = 120.0) -> Any:
+    ctx = _process.current()
+    return ctx.run_sync(ctx.controller.call(msg, timeout_s=timeout_s))
+
+
+def start(
+    http_options: HTTPOptions | dict[str, Any] | None = None,
+    *,
+    detached: bool = False,
+    runtime: str | None = None,
+    address: str | None = None,
+    **_ray_compat: Any,
+) -> None:
+    """Start serval on this machine (or connect to the instance already running).
+
+    ``http_options`` (or a dict of its fields): host, port, request_timeout_s, ...
+    ``detached=True`` keeps serval running after this process exits.
+    ``runtime``: ``"local"`` (default: processes on this machine) or ``"ray"`` (replicas
+    placed by Ray; ``address`` = ``"auto"`` or ``"ray://host:10001"``, default: a new
+    local Ray instance).
+    """
+    from serval.runtime import RUNTIMES
+
+    if runtime is not None and runtime not in RUNTIMES:
+        raise ConfigError(f"unknown runtime {runtime!r}; available: {sorted(RUNTIMES)}")
+    options = validated(HTTPOptions, http_options, "http_options")
+    _driver.connect_or_start(options, detached=detached, runtime=runtime, address=address)
+
+
+def _ensure_started() -> None:
+    if not _process.is_connected():
+        _driver.connect_or_start()
+
+
+def run(
+    target: Application | Deployment,
+    *,
+    name: str = "default",
+    route_prefix: str | None = "/",
+    blocking: bool = False,
+    canary: CanaryConfig | dict[str, Any] | float | None = None,
+    _import_path: str = "",
+    **_ignored: Any,
+) -> DeploymentHandle:
+    """Deploy an application and wait until it runs; returns a handle to its ingress.
+
+    With ``canary`` (a CanaryConfig, its fields as a dict, or a weight such as 0.1) the
+    application is deployed beside the running ``name`` and gets that share of its
+    traffic until :func:`promote` or :func:`rollback`.
+    Raises ``DeploymentFailedError`` (with the replica's traceback) when it cannot start.
+    """
+    if isinstance(target, Deployment):
+        target = target.bind()
+    if not isinstance(target, Application):
+        raise ConfigError(
+            f"serval.run() takes an application (deployment.bind(...)), got {target!r}"
+        )
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"invalid application name {name!r}: must be a non-empty string")
+    prefix = target.deployment.route_prefix or route_prefix
+    canary_config = None
+    if canary is not None:
+        canary_config = validated(
+            CanaryConfig,
+            {"weight": canary} if isinstance(canary, int | float) else canary,
+            "canary",
+        )
+    _ensure_started()
+    if canary_config is not None:
+        return _run_canary(target, name, canary_config, _import_path)
+    spec = build_app_spec(target, name, prefix)
+    spec.import_path = _import_path
+    _call(DeployApps([spec]))
+    _call(WaitApps([name], DEPLOY_TIMEOUT_S), timeout_s=DEPLOY_TIMEOUT_S + 10)
+    handle = DeploymentHandle(spec.ingress, name)
+    if blocking:
+        _block_until_interrupted()
+    return handle
+
+
+def _run_canary(
+    target: Application, name: str, config: CanaryConfig, import_path: str
+) -> DeploymentHandle:
+    running = _call(GetStatus())["applications"]
+    if name not in running:
+        raise NotFoundError(f"application {name!r} is not running: deploy it before a canary")
+    spec = build_app_spec(target, canary_app_name(name), None)
+    spec.import_path = import_path
+    _call(DeployApps([spec]))
+    _call(WaitApps([spec.name], DEPLOY_TIMEOUT_S), timeout_s=DEPLOY_TIMEOUT_S + 10)
+    _call(SetCanary(name, spec.name, config.model_dump()))
+    return DeploymentHandle(spec.ingress, spec.name)
+
+
+def update_user_config(app: str, deployment: str, user_config: Any) -> None:
+    """Give a running deployment a new ``user_config``: its replicas ``reconfigure()``
+    in place, without a restart. Returns when every replica has it."""
+    _ensure_connected()
+    _call(SetUserConfig(app, deployment, user_config))
+
+
+async def update_user_config_async(app: str, deployment: str, user_config: Any) -> None:
+    """:func:`update_user_config` for async code (inside a replica, for example)."""
+    ctx = _process.current()
+    if ctx.on_loop():
+        await ctx.controller.call(SetUserConfig(app, deployment, user_config), timeout_s=120)
+    else:
+        await asyncio.wrap_future(
+            ctx.submit(
+                ctx.controller.call(SetUserConfig(app, deployment, user_config), timeout_s=120)
+            )
+        )
+
+
+def model_stats(app: str, deployment: str | None = None) -> dict[str, Any]:
+    """Model-store statistics of every replica of ``app``'s deployments that serve
+    multiplexed models (of ``deployment`` only, when given), keyed ``deployment/replica``.
+
+    Each value holds ``hot`` (this replica's memory, all caches summed), ``warm`` and
+    ``cold`` tier counters (hits, misses, loads, load_time_s, evictions, bytes_used, ...)
+    and ``caches`` (each ``@serval.multiplexed`` cache on its own)::
+
+        stats = serval.api.model_stats("many_models", "shared")
+        cold_starts = sum(s["hot"]["loads"] for s in stats.values())
+    """
+    _ensure_connected()
+    apps = _call(GetStatus())["applications"]
+    if app not in apps:
+        raise NotFoundError(f"application {app!r} does not exist")
+    names = [deployment] if deployment else list(apps[app]["deployments"])
+    out: dict[str, Any] = {}
+    for name in names:
+        try:
+            replies = _call(ModelAdmin(app, name, "stats", []))
+        except ServalError:
+            continue
+        for replica, stats in replies.items():
+            if isinstance(stats, dict) and "error" not in stats:
+                out[f"{name}/{replica}"] = stats
+    return out
+
+
+def promote(name: str) -> None:
+    """The canary of ``name`` replaces it (a rolling update: no request fails)."""
+    _ensure_connected()
+    _call(EndCanary(name, promote=True))
+    _call(WaitApps([name], DEPLOY_TIMEOUT_S), timeout_s=DEPLOY_TIMEOUT_S + 10)
+
+
+def rollback(name: str) -> None:
+    """Remove the canary of ``name``; the stable version serves all traffic again."""
+    _ensure_connected()
+    _call(EndCanary(name, promote=False))
+
+
+def _block_until_interrupted() -> None:
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        logger.info("got Ctrl-C: shutting down")
+        shutdown()
+
+
+def _call_status_raw() -> dict[str, Any]:
+    _ensure_connected()
+    raw: dict[str, Any] = _call(GetStatus())
+    return raw
+
+
+def _call_list_raw() -> list[dict[str, Any]]:
+    _ensure_connected()
+    raw: list[dict[str, Any]] = _call(ListDeployments())
+    return raw
+
+
+def status() -> ServeStatus:
+    """The state of every application, deployment and proxy."""
+    _ensure_connected()
+    return ServeStatus.from_wire(_call(GetStatus()))
+
+
+def _ensure_connected() -> None:
+    if not _process.is_connected():
+        _driver.connect()
+
+
+def delete(name: str, _blocking: bool = True) -> None:
+    """Delete an application and its replicas."""
+    _ensure_connected()
+    _call(DeleteApps([name], _blocking))
+
+
+def shutdown() -> None:
+    """Delete every application and stop serval's processes."""
+    if not _process.is_connected():
+        try:
+            _driver.connect()
+        except Exception:
+            return
+    try:
+        _call(Shutdown(), timeout_s=120)
+    finally:
+        _process.reset()
+        _driver.wait_started_exit()
+
+
+def get_app_handle(name: str) -> DeploymentHandle:
+    """A handle to the ingress deployment of application ``name``."""
+    _ensure_connected()
+    apps = _call(GetStatus())["applications"]
+    if name not in apps:
+        raise NotFoundError(f"application {name!r} does not exist; running: {sorted(apps)}")
+    return DeploymentHandle(apps[name]["ingress"], name)
+
+
+def get_deployment_handle(deployment_name: str, app_name: str | None = None) -> DeploymentHandle:
+    """A handle to a deployment; ``app_name`` defaults to the caller's own application
+    inside a replica, else to the one application that has such a deployment."""
+    if app_name is None:
+        try:
+            app_name = get_replica_context().app_name
+        except RuntimeError:
+            pass
+    _ensure_connected()
+    apps = _call(GetStatus())["applications"]
+    if app_name is None:
+        owners = [a for a, info in apps.items() if deployment_name in info["deployments"]]
+        if len(owners) != 1:
+            raise NotFoundError(
+                f"deployment {deployment_name!r} "
+                + (
+                    f"exists in several applications {owners}: pass app_name"
+                    if owners
+                    else "does not exist"
+                )
+            )
+        app_name = owners[0]
+    if app_name not in apps or deployment_name not in apps[app_name]["deployments"]:
+        raise NotFoundError(
+            f"deployment {deployment_name!r} does not exist in application {app_name!r}"
+        )
+    return DeploymentHandle(deployment_name, app_name)
+
+
+def list_deployments() -> dict[str, Deployment]:
+    """Every deployment that is running, by name (the older Ray Serve API)."""
+    _ensure_connected()
+    out: dict[str, Deployment] = {}
+    from serval.config import DeploymentConfig
+
+    for d in _call(ListDeployments()):
+        config = DeploymentConfig.model_validate(d["config"])
+        out[d["name"]] = Deployment(
+            None, d["name"], config, d["route_prefix"], _serialized_def=d["serialized_def"]
+        )
+    return out

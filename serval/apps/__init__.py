@@ -1,0 +1,1 @@
+"""Ready applications built on serval (``serval.apps.many_models``)."""

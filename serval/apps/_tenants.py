@@ -1,0 +1,134 @@
+"""Generated tenant models for demos, tests and benchmarks: no download, no data set.
+
+Iris-like data (three classes of four features around class centres, the way the iris
+data set looks) is made per tenant from a seed, and a scikit-learn model is trained on
+it. Tenants differ in model size (a logistic regression, or a random forest with more
+or fewer trees), so load cost and memory vary like real tenant models do. Models are
+written as ``<root>/<tenant>/<version>/model.joblib``: the DirectoryRegistry layout.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+CENTRES = np.array([[5.0, 3.4, 1.5, 0.25], [5.9, 2.8, 4.3, 1.3], [6.6, 3.0, 5.6, 2.0]])
+SPREAD = np.array([0.35, 0.35, 0.35, 0.2])
+
+
+def iris_like(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` rows of iris-like features and their classes (0, 1, 2)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, size=n)
+    shift = rng.normal(0, 0.15, size=(3, 4))  # each tenant's data is a little different
+    x = CENTRES[y] + shift[y] + rng.normal(0, 1, size=(n, 4)) * SPREAD
+    return x, y
+
+
+def sample_rows(n: int, seed: int = 0) -> list[list[float]]:
+    x, _ = iris_like(n, seed)
+    return [[round(float(v), 2) for v in row] for row in x]
+
+
+@dataclass(frozen=True)
+class TenantSpec:
+    name: str
+    seed: int
+    payload_bytes: int  # size of the model's lookup table: tenants differ in size
+    version: int = 1
+
+
+def tenant_specs(count: int, seed: int = 7) -> list[TenantSpec]:
+    """``count`` tenants whose sizes follow a long tail (16 KB to 4 MB, median ~40 KB)."""
+    rng = np.random.default_rng(seed)
+    sizes = np.clip(rng.lognormal(np.log(40_000), 1.2, size=count), 16_000, 4_000_000)
+    return [TenantSpec(f"tenant{i + 1}", seed * 100_000 + i, int(sizes[i])) for i in range(count)]
+
+
+class TenantModel:
+    """A tenant's classifier: logistic regression over the four features.
+
+    ``table`` stands for the per-tenant state real models carry (vocabularies,
+    embeddings, calibration tables); its size is what makes tenants cheap or costly to
+    load and keep. On disk a tenant is a plain dict (scikit-learn and numpy objects
+    only), so any Python with scikit-learn can load it; :func:`as_model` wraps it.
+    """
+
+    def __init__(self, estimator: Any, table: np.ndarray, version: int) -> None:
+        self.estimator = estimator
+        self.table = table
+        self.version = version
+
+    def predict(self, rows: object) -> np.ndarray:
+        x = np.asarray(rows, dtype=float)
+        if x.ndim != 2 or x.shape[1] != 4:
+            raise ValueError(f"expected rows of 4 features, got shape {x.shape}")
+        result: np.ndarray = self.estimator.predict(x + 0.0 * float(self.table[0]))
+        return result
+
+    def __serval_nbytes__(self) -> int:
+        return int(self.table.nbytes) + 4096
+
+
+def as_model(obj: Any) -> Any:
+    """The model for what a tenant file holds (a dict written here, or any model)."""
+    if isinstance(obj, dict) and "estimator" in obj:
+        return TenantModel(obj["estimator"], obj["table"], int(obj.get("version", 1)))
+    return obj
+
+
+def train(spec: TenantSpec) -> dict[str, Any]:
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = iris_like(150, spec.seed)
+    estimator = LogisticRegression(max_iter=200).fit(x, y)
+    rng = np.random.default_rng(spec.seed)
+    table = rng.standard_normal(max(1, spec.payload_bytes // 8)).astype(np.float64)
+    return {"estimator": estimator, "table": table, "version": spec.version}
+
+
+def write_tenant(root: str, spec: TenantSpec) -> str:
+    import joblib
+
+    path = os.path.join(root, spec.name, str(spec.version))
+    os.makedirs(path, exist_ok=True)
+    target = os.path.join(path, "model.joblib")
+    tmp = target + ".tmp"
+    joblib.dump(train(spec), tmp)
+    os.replace(tmp, target)
+    return target
+
+
+def _write(args: tuple[str, TenantSpec]) -> str:
+    return write_tenant(*args)
+
+
+def _one_thread() -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+
+
+def generate(root: str, count: int, *, workers: int | None = None, seed: int = 7) -> Iterator[str]:
+    """Write ``count`` tenant models under ``root`` (skipping those already there);
+    yields each tenant's name as it is done (for a progress bar)."""
+    todo = [
+        s
+        for s in tenant_specs(count, seed)
+        if not os.path.exists(os.path.join(root, s.name, str(s.version), "model.joblib"))
+    ]
+    done = {s.name for s in tenant_specs(count, seed)} - {s.name for s in todo}
+    yield from sorted(done)
+    if not todo:
+        return
+    with ProcessPoolExecutor(
+        max_workers=workers or os.cpu_count() or 1, initializer=_one_thread
+    ) as pool:
+        for spec, _ in zip(
+            todo, pool.map(_write, [(root, s) for s in todo], chunksize=8), strict=True
+        ):
+            yield spec.name

@@ -1,0 +1,224 @@
+"""The many-models application: thousands of tenant models behind one endpoint.
+
+The "Dynamic Many Models Online Serving" design, on serval::
+
+    POST /score                  {"tenant": "tenant7", "data": [[5.1, 3.5, 1.4, 0.2], ...]}
+      → {"tenant", "prediction", "deployment", "version"}
+    POST /update_dedicated_pool  {"mapping": {"tenant7": "pool1", "tenant9": null}}
+      → tenants are prewarmed in their new pool, then traffic moves
+    GET  /pools                  the routing table and the pools
+
+A ``Dispatcher`` (the ingress) validates requests and picks the pool of the tenant:
+a dedicated pool when the routing table maps it (exact ids or ``fnmatch`` patterns),
+else the shared pool. Each pool is a ``Scorer`` deployment whose replicas keep hot
+models in memory (``@serval.multiplexed``), behind a shared warm tier and the
+registry (``serval.models``); serval's routers send a tenant to the replica that
+already holds its model. The routing table is the Dispatcher's ``user_config``:
+changing it reconfigures every Dispatcher replica in place, no restart.
+
+Run it: ``serval run serval.apps.many_models:app --registry /path/or/url`` or, from
+Python, ``serval.run(build_app(ManyModelsConfig(registry=...)))``. ``make run`` runs
+:mod:`serval.apps.many_models_demo` (generated models, a Zipf burst, figures).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from typing import Any
+
+from pydantic import Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+import serval
+from serval.config import _Options, validated
+from serval.deployment import Application
+from serval.exceptions import BadRequestError, ConfigError, ServalError, http_status_for
+from serval.handle import DeploymentHandle
+
+SHARED = "shared"
+
+
+class ManyModelsConfig(_Options):
+    """Everything the application needs; every field has a working default but
+    ``registry``."""
+
+    registry: str
+    warm: str | None = None  # "disk:/dir" (default: serval.models' own), "redis://...", "none"
+    shared_replicas: int = Field(2, ge=1)
+    pools: dict[str, int] = Field(default_factory=dict)  # dedicated pool → replicas
+    mapping: dict[str, str] = Field(default_factory=dict)  # tenant (or pattern) → pool
+    max_models_per_replica: int = Field(64, ge=1)
+    max_bytes: str | int = "1GiB"
+    max_ongoing_requests: int = Field(32, ge=1)
+
+
+@serval.deployment(graceful_shutdown_wait_loop_s=0.5)
+class Scorer:
+    """One pool: replicas that load tenant models on demand and keep the hot ones."""
+
+    def __init__(self, pool: str, registry: str, warm: str | None) -> None:
+        import serval.models
+
+        self.pool = pool
+        serval.models.configure(registry=registry, **({"warm": warm} if warm else {}))
+
+    @serval.multiplexed(max_num_models_per_replica=64)
+    async def get_model(self, model_id: str) -> Any:
+        import serval.models
+        from serval.apps._tenants import as_model
+
+        return as_model(await serval.models.load(model_id))
+
+    async def score(self, data: list[list[float]]) -> dict[str, Any]:
+        tenant = serval.get_multiplexed_model_id()
+        model = await self.get_model(tenant)
+        try:
+            prediction = model.predict(data)
+        except ValueError as exc:
+            raise BadRequestError(f"'data' does not fit the model of {tenant!r}: {exc}") from None
+        return {
+            "tenant": tenant,
+            "prediction": [int(p) if float(p).is_integer() else float(p) for p in prediction],
+            "deployment": self.pool,
+            "version": getattr(model, "version", None),
+        }
+
+    async def prewarm(self) -> str:
+        """Load the request's tenant model now (called before traffic moves here)."""
+        await self.get_model(serval.get_multiplexed_model_id())
+        return self.pool
+
+
+@serval.deployment(graceful_shutdown_wait_loop_s=0.5)
+class Dispatcher:
+    """The ingress: validates, picks the tenant's pool, forwards with the model id."""
+
+    def __init__(self, pools: dict[str, DeploymentHandle], shared: DeploymentHandle) -> None:
+        self.pools = pools
+        self.shared = shared
+        self.mapping: dict[str, str] = {}
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        self.mapping = dict(config.get("mapping", {}))
+
+    def pool_of(self, tenant: str) -> str:
+        pool = self.mapping.get(tenant)
+        if pool is None:
+            for pattern, target in self.mapping.items():
+                if any(c in pattern for c in "*?[") and fnmatch.fnmatchcase(tenant, pattern):
+                    pool = target
+                    break
+        return pool if pool in self.pools else SHARED
+
+    def _handle(self, pool: str) -> DeploymentHandle:
+        return self.shared if pool == SHARED else self.pools[pool]
+
+    async def __call__(self, request: Request) -> JSONResponse:
+        path = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+        try:
+            if request.method == "POST" and path == "score":
+                return JSONResponse(await self.score(await _json(request)))
+            if request.method == "POST" and path == "update_dedicated_pool":
+                return JSONResponse(await self.update_pools(await _json(request)))
+            if request.method == "GET" and path == "pools":
+                return JSONResponse({"mapping": self.mapping, "pools": sorted(self.pools)})
+        except ServalError as exc:
+            return JSONResponse({"error": str(exc)}, http_status_for(exc))
+        return JSONResponse(
+            {
+                "error": f"no route {request.method} {request.url.path}; try "
+                "POST /score, POST /update_dedicated_pool, GET /pools"
+            },
+            404,
+        )
+
+    async def score(self, body: dict[str, Any]) -> dict[str, Any]:
+        tenant = body.get("tenant")
+        if not isinstance(tenant, str) or not tenant:
+            raise BadRequestError("field 'tenant' must be a non-empty string")
+        data = body.get("data")
+        if (
+            not isinstance(data, list)
+            or not data
+            or not all(
+                isinstance(r, list) and all(isinstance(v, int | float) for v in r) for r in data
+            )
+        ):
+            raise BadRequestError("field 'data' must be a non-empty list of rows of numbers")
+        handle = self._handle(self.pool_of(tenant))
+        result: dict[str, Any] = await handle.options(multiplexed_model_id=tenant).score.remote(
+            data
+        )
+        return result
+
+    async def update_pools(self, body: dict[str, Any]) -> dict[str, Any]:
+        mapping = body.get("mapping")
+        if not isinstance(mapping, dict):
+            raise BadRequestError("field 'mapping' must be an object of tenant → pool")
+        unknown = sorted({p for p in mapping.values() if p is not None and p not in self.pools})
+        if unknown:
+            raise BadRequestError(
+                f"field 'mapping' names unknown pool(s) {unknown}; pools: {sorted(self.pools)}"
+            )
+        new = {**self.mapping, **{t: p for t, p in mapping.items() if p is not None}}
+        for tenant, pool in mapping.items():
+            if pool is None:
+                new.pop(tenant, None)
+        prewarmed = []
+        for tenant, pool in mapping.items():
+            if pool is not None and not any(c in tenant for c in "*?["):
+                await self._handle(pool).options(multiplexed_model_id=tenant).prewarm.remote()
+                prewarmed.append(tenant)
+        ctx = serval.get_replica_context()
+        await serval.api.update_user_config_async(ctx.app_name, ctx.deployment, {"mapping": new})
+        return {"mapping": new, "prewarmed": prewarmed}
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except json.JSONDecodeError as exc:
+        raise BadRequestError(f"malformed JSON in the request body: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequestError("the request body must be a JSON object")
+    return body
+
+
+def build_app(config: ManyModelsConfig | dict[str, Any]) -> Application:
+    """The application for ``config`` (pass it to ``serval.run``)."""
+    cfg = validated(ManyModelsConfig, config, "many_models")
+    for tenant, pool in cfg.mapping.items():
+        if pool not in cfg.pools:
+            raise ConfigError(
+                f"mapping sends {tenant!r} to unknown pool {pool!r}; pools: {sorted(cfg.pools)}"
+            )
+
+    def scorer(pool: str, replicas: int) -> Application:
+        return Scorer.options(  # type: ignore[attr-defined, no-any-return]
+            name=f"pool_{pool}" if pool != SHARED else SHARED,
+            num_replicas=replicas,
+            max_ongoing_requests=cfg.max_ongoing_requests,
+        ).bind(pool, cfg.registry, cfg.warm)
+
+    pools = {name: scorer(name, n) for name, n in cfg.pools.items()}
+    return Dispatcher.options(  # type: ignore[attr-defined, no-any-return]
+        user_config={"mapping": cfg.mapping},
+        max_ongoing_requests=256,
+    ).bind(pools, scorer(SHARED, cfg.shared_replicas))
+
+
+def app(args: dict[str, str]) -> Application:
+    """Builder for ``serval run serval.apps.many_models:app --registry URL [--pools
+    '{"pool1": 1}'] [--shared-replicas 2]``."""
+    config: dict[str, Any] = {}
+    for key, value in args.items():
+        key = key.replace("-", "_")
+        config[key] = json.loads(value) if key in ("pools", "mapping") else value
+    if "registry" not in config:
+        raise ConfigError(
+            "serval.apps.many_models needs --registry (a directory, an fsspec "
+            "URL, or mlflow:<tracking-uri>)"
+        )
+    return build_app(config)

@@ -1,0 +1,207 @@
+"""Option groups: small validated objects with a readable repr.
+
+Every option is checked when it is given (at decoration, ``.options()``, ``serval.start``
+or deploy time), and a bad one raises :class:`~serval.exceptions.ConfigError` (a
+``ValueError``) naming the option, the value and what is allowed. Names and defaults
+follow Ray Serve's.
+
+Example::
+
+    AutoscalingConfig(min_replicas=1, max_replicas=4, target_ongoing_requests=2)
+    HTTPOptions(host="0.0.0.0", port=8000, request_timeout_s=30)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from serval.exceptions import ConfigError
+
+__all__ = ["AutoscalingConfig", "DeploymentConfig", "HTTPOptions", "validated"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+    def __repr__(self) -> str:
+        fields = self.model_dump(exclude_defaults=True)
+        inner = ", ".join(f"{k}={v!r}" for k, v in fields.items())
+        return f"{type(self).__name__}({inner})"
+
+    __str__ = __repr__
+
+
+def validated(cls: type[M], values: dict[str, Any] | M | None, where: str) -> M:
+    """Build ``cls`` from ``values``; turn pydantic's error into a ConfigError."""
+    if isinstance(values, cls):
+        return values
+    try:
+        return cls.model_validate(values or {})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, where)) from None
+
+
+def _describe(exc: ValidationError, where: str) -> str:
+    lines = []
+    for err in exc.errors():
+        option = ".".join(str(p) for p in err["loc"]) or "(value)"
+        value = err.get("input")
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown option"
+        lines.append(f"invalid {where} option {option!r} = {value!r}: {msg}")
+    return "; ".join(lines)
+
+
+class AutoscalingConfig(_Options):
+    """When and how far to scale a deployment (Ray Serve's names and defaults)."""
+
+    min_replicas: int = Field(1, ge=0)
+    initial_replicas: int | None = Field(None, ge=0)
+    max_replicas: int = Field(1, ge=1)
+    target_ongoing_requests: float = Field(2.0, gt=0)
+    metrics_interval_s: float = Field(10.0, gt=0)
+    look_back_period_s: float = Field(30.0, gt=0)
+    smoothing_factor: float = Field(1.0, gt=0)
+    upscale_smoothing_factor: float | None = Field(None, gt=0)
+    downscale_smoothing_factor: float | None = Field(None, gt=0)
+    upscaling_factor: float | None = Field(None, gt=0)
+    downscaling_factor: float | None = Field(None, gt=0)
+    downscale_delay_s: float = Field(600.0, ge=0)
+    upscale_delay_s: float = Field(30.0, ge=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalingConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) must be <= max_replicas ({self.max_replicas})"
+            )
+        if self.initial_replicas is not None and not (
+            self.min_replicas <= self.initial_replicas <= self.max_replicas
+        ):
+            raise ValueError(
+                f"initial_replicas ({self.initial_replicas}) must be between min_replicas "
+                f"({self.min_replicas}) and max_replicas ({self.max_replicas})"
+            )
+        return self
+
+
+_RAY_ACTOR_OPTION_KEYS = {
+    "num_cpus",
+    "num_gpus",
+    "memory",
+    "object_store_memory",
+    "resources",
+    "accelerator_type",
+    "runtime_env",
+    "label_selector",
+}
+
+
+class DeploymentConfig(_Options):
+    """Everything ``@serval.deployment(...)`` and ``.options(...)`` accept."""
+
+    num_replicas: int | Literal["auto"] = 1
+    max_ongoing_requests: int = Field(5, ge=1)
+    max_queued_requests: int = Field(-1, ge=-1)
+    user_config: Any = None
+    health_check_period_s: float = Field(10.0, gt=0)
+    health_check_timeout_s: float = Field(30.0, gt=0)
+    graceful_shutdown_timeout_s: float = Field(20.0, ge=0)
+    graceful_shutdown_wait_loop_s: float = Field(2.0, ge=0)
+    autoscaling_config: AutoscalingConfig | None = None
+    ray_actor_options: dict[str, Any] | None = None
+    placement_group_bundles: list[dict[str, float]] | None = None
+    placement_group_strategy: str | None = None
+    max_replicas_per_node: int | None = Field(None, ge=1)
+    logging_config: dict[str, Any] | None = None
+    version: str | None = None
+
+    @field_validator("num_replicas")
+    @classmethod
+    def _num_replicas(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 0:
+            raise ValueError("must be an int >= 0 or 'auto'")
+        return v
+
+    @field_validator("user_config")
+    @classmethod
+    def _json_user_config(cls, v: Any) -> Any:
+        if v is not None:
+            try:
+                json.dumps(v)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"must be JSON-serializable ({exc})") from None
+        return v
+
+    @field_validator("ray_actor_options")
+    @classmethod
+    def _actor_options(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is None:
+            return v
+        unknown = set(v) - _RAY_ACTOR_OPTION_KEYS
+        if unknown:
+            raise ValueError(
+                f"unknown key(s) {sorted(unknown)}; allowed: {sorted(_RAY_ACTOR_OPTION_KEYS)}"
+            )
+        for key in ("num_cpus", "num_gpus", "memory", "object_store_memory"):
+            if key in v and (not isinstance(v[key], int | float) or v[key] < 0):
+                raise ValueError(f"{key} must be a number >= 0, got {v[key]!r}")
+        resources = v.get("resources", {})
+        if not isinstance(resources, dict) or not all(
+            isinstance(k, str) and isinstance(n, int | float) and n >= 0
+            for k, n in resources.items()
+        ):
+            raise ValueError("resources must be a dict of name -> number >= 0")
+        env = v.get("runtime_env", {})
+        if not isinstance(env, dict):
+            raise ValueError("runtime_env must be a dict")
+        env_vars = env.get("env_vars", {})
+        if not isinstance(env_vars, dict) or not all(
+            isinstance(k, str) and isinstance(x, str) for k, x in env_vars.items()
+        ):
+            raise ValueError("runtime_env.env_vars must be a dict of str -> str")
+        return v
+
+    @model_validator(mode="after")
+    def _auto(self) -> DeploymentConfig:
+        if self.num_replicas == "auto" and self.autoscaling_config is None:
+            self.autoscaling_config = AutoscalingConfig(min_replicas=1, max_replicas=100)
+        if (
+            self.autoscaling_config is not None
+            and isinstance(self.num_replicas, int)
+            and ("num_replicas" in self.model_fields_set and self.num_replicas != 1)
+        ):
+            raise ValueError("num_replicas cannot be set together with autoscaling_config")
+        return self
+
+    def initial_replica_count(self) -> int:
+        """How many replicas to start with."""
+        asc = self.autoscaling_config
+        if asc is None:
+            assert isinstance(self.num_replicas, int)
+            return self.num_replicas
+        return asc.initial_replicas if asc.initial_replicas is not None else asc.min_replicas
+
+    def env_vars(self) -> dict[str, str]:
+        env = (self.ray_actor_options or {}).get("runtime_env", {}) or {}
+        return dict(env.get("env_vars", {}) or {})
+
+
+class HTTPOptions(_Options):
+    """Where and how the HTTP proxy listens."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    root_path: str = ""
+    request_timeout_s: float | None = Field(None, gt=0)
+    keep_alive_timeout_s: float = Field(5.0, gt=0)
+    max_request_body_bytes: int = Field(100 * 1024 * 1024, ge=1)
+    location: Literal["HeadOnly", "EveryNode", "NoServer"] = "HeadOnly"
+    num_proxies: int = Field(1, ge=1)
+    admin_token: str | None = Field(None, min_length=8, repr=False)

@@ -1,0 +1,113 @@
+"""Per-request and per-replica context: which model, which replica.
+
+``get_multiplexed_model_id()`` reads the model id of the request being handled
+(from the ``serve_multiplexed_model_id`` HTTP header or
+``handle.options(multiplexed_model_id=...)``). It works in async code and in sync
+code that serval runs in its thread pool, because the context is carried in a
+:class:`contextvars.ContextVar` that serval copies into the worker thread.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "ReplicaContext",
+    "ReplicaID",
+    "RequestContext",
+    "get_multiplexed_model_id",
+    "get_replica_context",
+    "get_request_context",
+]
+
+MODEL_ID_HEADER = "serve_multiplexed_model_id"
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """What serval knows about the request being handled."""
+
+    request_id: str = ""
+    multiplexed_model_id: str = ""
+    app_name: str = ""
+    route: str = ""
+
+
+@dataclass(frozen=True)
+class ReplicaID:
+    """Identity of one replica: ``unique_id`` within ``app_name``/``deployment_name``."""
+
+    unique_id: str
+    deployment_name: str
+    app_name: str
+
+    def to_full_id_str(self) -> str:
+        return f"{self.app_name}#{self.deployment_name}#{self.unique_id}"
+
+
+@dataclass
+class ReplicaContext:
+    """Returned by :func:`serval.get_replica_context` inside a replica.
+
+    Example::
+
+        @serval.deployment
+        class Model:
+            def __call__(self, request):
+                ctx = serval.get_replica_context()
+                return {"replica": ctx.replica_id.unique_id}
+    """
+
+    app_name: str
+    deployment: str
+    replica_id: ReplicaID
+    servable_object: Any = field(default=None, repr=False)
+
+    @property
+    def replica_tag(self) -> str:
+        """Ray Serve's older name for the replica's id."""
+        return self.replica_id.unique_id
+
+
+_EMPTY_REQUEST = RequestContext()
+_request_context: contextvars.ContextVar[RequestContext] = contextvars.ContextVar(
+    "serval_request_context",
+    default=_EMPTY_REQUEST,
+)
+_replica_context: ReplicaContext | None = None
+
+
+def get_request_context() -> RequestContext:
+    """The context of the request being handled (empty outside a request)."""
+    return _request_context.get()
+
+
+def get_multiplexed_model_id() -> str:
+    """The model id of the request being handled, or ``""`` when it has none.
+
+    Example::
+
+        model = await self.get_model(serval.get_multiplexed_model_id())
+    """
+    return _request_context.get().multiplexed_model_id
+
+
+def get_replica_context() -> ReplicaContext:
+    """The running replica's context; raises ``RuntimeError`` outside a replica."""
+    if _replica_context is None:
+        raise RuntimeError(
+            "get_replica_context() may only be called from inside a serval replica "
+            "(a deployment's constructor or methods)."
+        )
+    return _replica_context
+
+
+def _set_replica_context(ctx: ReplicaContext | None) -> None:
+    global _replica_context
+    _replica_context = ctx
+
+
+def _set_request_context(ctx: RequestContext) -> contextvars.Token[RequestContext]:
+    return _request_context.set(ctx)

@@ -1,0 +1,1 @@
+"""The controller: desired state, the reconcile loop, health checks, publication."""

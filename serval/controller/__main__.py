@@ -1,0 +1,3 @@
+from serval.controller.main import main
+
+main()

@@ -1,0 +1,71 @@
+"""Pushes the controller's published state to subscribers in other processes.
+
+A key (``routes``, ``deployment:app/name``) holds a versioned value. A subscriber
+gets the current value at once and every change after it; a subscriber whose
+connection closed is dropped on the next publish.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from serval.transport.connection import Connection
+from serval.transport.messages import DeploymentTarget, RouteInfo, Update
+
+ROUTES = "routes"
+
+_UNKNOWN = DeploymentTarget(replicas=[], max_queued_requests=-1, exists=False)
+
+
+def deployment_key(app: str, deployment: str) -> str:
+    return f"deployment:{app}/{deployment}"
+
+
+@dataclass
+class _Topic:
+    update: Update
+    subscribers: list[tuple[Connection, int]] = field(default_factory=list)
+
+
+class Publisher:
+    def __init__(self) -> None:
+        self._topics: dict[str, _Topic] = {}
+
+    def _topic(self, key: str) -> _Topic:
+        topic = self._topics.get(key)
+        if topic is None:
+            initial = (
+                Update(key, 0, routes=[]) if key == ROUTES else Update(key, 0, target=_UNKNOWN)
+            )
+            topic = self._topics[key] = _Topic(initial)
+        return topic
+
+    def subscribe(self, conn: Connection, stream_id: int, key: str) -> None:
+        topic = self._topic(key)
+        topic.subscribers.append((conn, stream_id))
+        conn.send(stream_id, topic.update)
+
+    def publish_routes(self, routes: list[RouteInfo]) -> None:
+        topic = self._topic(ROUTES)
+        if topic.update.routes == routes:
+            return
+        self._send(topic, Update(ROUTES, topic.update.version + 1, routes=routes))
+
+    def publish_target(self, key: str, target: DeploymentTarget) -> None:
+        topic = self._topic(key)
+        if topic.update.target == target:
+            return
+        self._send(topic, Update(key, topic.update.version + 1, target=target))
+
+    def current(self, key: str) -> Update:
+        return self._topic(key).update
+
+    @staticmethod
+    def _send(topic: _Topic, update: Update) -> None:
+        topic.update = update
+        alive = []
+        for conn, stream_id in topic.subscribers:
+            if not conn.closed:
+                conn.send(stream_id, update)
+                alive.append((conn, stream_id))
+        topic.subscribers = alive

@@ -1,0 +1,57 @@
+"""One replica as the controller tracks it, and the control calls it answers."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from serval.runtime.base import ProcessHandle
+from serval.transport.connection import Connection
+from serval.transport.messages import ErrorReply, Message, Ok
+
+
+class ReplicaStatus(enum.Enum):
+    STARTING = "STARTING"  # process started, constructor running
+    RUNNING = "RUNNING"  # serving and published to routers
+    STOPPING = "STOPPING"  # unpublished; draining in-flight requests, then exits
+
+
+@dataclass(eq=False)
+class Replica:
+    """A replica's record in its DeploymentState (the process, the control connection)."""
+
+    replica_id: str
+    code_hash: str
+    status: ReplicaStatus = ReplicaStatus.STARTING
+    process: ProcessHandle | None = None
+    conn: Connection | None = None
+    user_config: Any = None
+    started_at: float = field(default_factory=time.monotonic)
+    reconfiguring: bool = False
+    model_ids: list[str] = field(default_factory=list)
+    health_failures: int = 0
+    last_health_check: float = 0.0
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+async def call(conn: Connection, msg: Message, timeout_s: float | None) -> Any:
+    """Send a control message to a replica; return its Ok value or raise ReplyError."""
+    stream = conn.open(msg)
+    try:
+        reply = await asyncio.wait_for(stream.receive(), timeout_s)
+    except asyncio.TimeoutError:
+        stream.cancel()
+        raise
+    if isinstance(reply, ErrorReply):
+        raise ReplyError(reply)
+    assert isinstance(reply, Ok)
+    return reply.value
+
+
+class ReplyError(Exception):
+    def __init__(self, reply: ErrorReply) -> None:
+        super().__init__(reply.message)
+        self.reply = reply

@@ -1,0 +1,161 @@
+"""serval's exceptions: one tree, one root, one place that maps them to HTTP.
+
+::
+
+    ServalError
+    ├── ConfigError (ValueError)          invalid option or config file; names the option
+    ├── DeploymentFailedError             a deployment could not start (constructor raised ...)
+    ├── NotFoundError (KeyError)          unknown application, deployment, route or model
+    │   └── ModelNotFoundError            unknown model id (HTTP 404)
+    ├── ModelLoadError                    a model failed to load: names the model and the cause
+    ├── BackPressureError                 queue full (HTTP 503 + Retry-After)
+    ├── RequestTimeoutError (TimeoutError) request took longer than request_timeout_s (HTTP 408)
+    ├── RequestCancelledError             the caller went away
+    ├── ReplicaUnavailableError           the replica died or could not be reached
+    ├── ReplicaError                      user code raised; carries the remote traceback (HTTP 500)
+    ├── BatchResultError                  a @batch function did not return one result per input
+    ├── ControllerError                   the controller could not be reached or refused a call
+    └── BadRequestError (ValueError)      the request itself is malformed (HTTP 400)
+
+Errors raised by other libraries are translated where they enter serval
+(``raise ServalError(...) from exc``); :func:`http_status_for` is the only place
+that knows status codes.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackPressureError",
+    "BadRequestError",
+    "BatchResultError",
+    "ConfigError",
+    "ControllerError",
+    "DeploymentFailedError",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "NotFoundError",
+    "ReplicaError",
+    "ReplicaUnavailableError",
+    "RequestCancelledError",
+    "RequestTimeoutError",
+    "ServalError",
+    "http_status_for",
+]
+
+
+class ServalError(Exception):
+    """Root of every error serval raises on purpose."""
+
+
+class ConfigError(ServalError, ValueError):
+    """An option or config value is invalid; the message names it and what is allowed."""
+
+
+class DeploymentFailedError(ServalError):
+    """A deployment could not reach a running state (for example its constructor raised)."""
+
+
+class NotFoundError(ServalError, KeyError):
+    """Something named does not exist: an application, a deployment, a route."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; we want the plain message
+        return str(self.args[0]) if self.args else ""
+
+
+class ModelNotFoundError(NotFoundError):
+    """The model id is not in the registry."""
+
+
+class ModelLoadError(ServalError):
+    """A model failed to load. ``model_id`` and ``cause`` say which and why."""
+
+    def __init__(self, model_id: str, cause: str) -> None:
+        super().__init__(f"model {model_id!r} failed to load: {cause}")
+        self.model_id = model_id
+        self.cause = cause
+
+    def __reduce__(self) -> tuple[type[ModelLoadError], tuple[str, str]]:
+        return (type(self), (self.model_id, self.cause))
+
+
+class BackPressureError(ServalError):
+    """Every replica is busy and the queue is full; retry after ``retry_after_s``."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def __reduce__(self) -> tuple[type[BackPressureError], tuple[str, float]]:
+        return (type(self), (str(self), self.retry_after_s))
+
+
+class RequestTimeoutError(ServalError, TimeoutError):
+    """The request was not answered within its timeout."""
+
+
+class RequestCancelledError(ServalError):
+    """The request was cancelled before it finished."""
+
+
+class ReplicaUnavailableError(ServalError):
+    """The chosen replica could not be reached or died while serving."""
+
+
+class ReplicaError(ServalError):
+    """User code raised inside a replica.
+
+    ``cause_type`` is the name of the original exception type, ``remote_traceback``
+    the traceback as formatted in the replica, and ``cause`` the original exception
+    when it could be carried across processes.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        cause_type: str = "Exception",
+        remote_traceback: str = "",
+        cause: BaseException | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.cause_type = cause_type
+        self.remote_traceback = remote_traceback
+        self.cause = cause
+
+    def __str__(self) -> str:
+        if self.remote_traceback:
+            return (
+                f"{self.cause_type}: {self.message}\n\nRemote traceback:\n{self.remote_traceback}"
+            )
+        return f"{self.cause_type}: {self.message}"
+
+    def __reduce__(self) -> tuple[type[ReplicaError], tuple[str, str, str, BaseException | None]]:
+        return (type(self), (self.message, self.cause_type, self.remote_traceback, self.cause))
+
+
+class BatchResultError(ServalError):
+    """A ``@serval.batch`` function returned a non-list or the wrong number of results.
+
+    Every caller of that batch gets it; the message says how many results were expected.
+    """
+
+
+class ControllerError(ServalError):
+    """The controller could not be reached, or refused a request."""
+
+
+class BadRequestError(ServalError, ValueError):
+    """The request is malformed; the message says what was wrong."""
+
+
+def http_status_for(exc: BaseException) -> int:
+    """The HTTP status code an exception maps to (500 for anything unknown)."""
+    if isinstance(exc, BadRequestError):
+        return 400
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, RequestTimeoutError):
+        return 408
+    if isinstance(exc, BackPressureError | ReplicaUnavailableError):
+        return 503
+    return 500

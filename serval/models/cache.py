@@ -1,0 +1,375 @@
+"""The hot tier: models in a replica's memory, loaded once, evicted by policy.
+
+:class:`ModelCache` wraps any async loader ``(model_id) -> model`` — a user's
+``async def get_model(self, model_id)`` or :func:`serval.models.load` — and adds:
+
+- **single flight**: concurrent requests for a model that is not loaded share one load;
+- **bounded loads**: at most ``max_concurrent_loads`` at once; loads a live request waits
+  on go before background ones (prewarm, pin, refresh);
+- **failure handling**: a failed load is retried with exponential backoff, never cached,
+  and answers every waiting caller with :class:`~serval.exceptions.ModelLoadError`
+  naming the model and the cause; an unknown model raises
+  :class:`~serval.exceptions.ModelNotFoundError` at once (no retries); loads time out;
+- **budgets** by count and by bytes, with the size *measured* after the load
+  (:mod:`serval.models.sizing`) and the load time measured too, for the policy;
+- **pinning** (a pinned model is never evicted) and **release** of evicted models
+  (:mod:`serval.models._release`), so memory actually comes back;
+- **statistics** (:class:`~serval.models.stats.TierStats`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from serval.exceptions import (
+    BadRequestError,
+    ConfigError,
+    ModelLoadError,
+    ModelNotFoundError,
+    ServalError,
+)
+from serval.models._release import reclaim_memory, release
+from serval.models._slots import LoadSlots, Ticket
+from serval.models.config import CacheConfig, validated
+from serval.models.eviction import Budget, make_admission, make_policy
+from serval.models.sizing import Sizer, measure
+from serval.models.stats import TierStats
+
+__all__ = ["Loader", "ModelCache"]
+
+logger = logging.getLogger("serval.models")
+
+Loader = Callable[[str], Awaitable[Any]]
+_AS_IS = (ModelNotFoundError, BadRequestError)  # raised to callers unchanged, not retried
+_NO_RETRY = (ConfigError, TypeError)  # a retry would fail the same way
+
+
+@dataclass(eq=False)
+class _Entry:
+    model: Any
+    size: int
+    cost: float  # seconds the load took
+
+
+@dataclass(eq=False)
+class _Load:
+    task: asyncio.Task[Any]
+    ticket: Ticket
+
+
+class ModelCache:
+    """Models kept in memory for one loader (see the module docs for what it adds).
+
+    Example::
+
+        async def load(model_id: str):
+            return await serval.models.load(model_id)
+
+        cache = ModelCache(load, CacheConfig(max_models=64, max_bytes="4GiB"))
+        model = await cache.get("tenant7")
+    """
+
+    def __init__(
+        self,
+        loader: Loader,
+        config: CacheConfig | dict[str, Any] | None = None,
+        *,
+        sizer: Sizer | None = None,
+        name: str = "models",
+    ) -> None:
+        if not callable(loader):
+            raise TypeError(f"ModelCache needs an async callable loader, not {loader!r}")
+        self.config = validated(CacheConfig, config, "ModelCache")
+        self.name = name
+        self._loader = loader
+        self._sizer = sizer
+        self._entries: dict[str, _Entry] = {}
+        self._loading: dict[str, _Load] = {}
+        self._refreshing: dict[str, asyncio.Task[bool]] = {}
+        self._pinned: set[str] = set()
+        self._budget = Budget(
+            make_policy(self.config.policy),
+            max_entries=self.config.max_models,
+            max_bytes=self.config.max_bytes,
+            admission=make_admission(self.config.admission) if self.config.admission else None,
+        )
+        self._slots = LoadSlots(self.config.max_concurrent_loads)
+        self._stats = TierStats()
+        self._reclaim_scheduled = False
+
+    def __repr__(self) -> str:
+        return (
+            f"ModelCache({self.name!r}, models={len(self._entries)}, "
+            f"bytes={self._budget.bytes_used}, {self.config!r})"
+        )
+
+    def __contains__(self, model_id: object) -> bool:
+        return model_id in self._entries
+
+    # -- requests ----------------------------------------------------------------------
+
+    async def get(self, model_id: str) -> Any:
+        """The model, from memory or loaded now (one load however many callers wait)."""
+        _check_id(model_id)
+        self._budget.record_request(model_id)
+        entry = self._entries.get(model_id)
+        if entry is not None:
+            self._stats.hits += 1
+            self._budget.hit(model_id)
+            return entry.model
+        self._stats.misses += 1
+        return await self._join(model_id, live=True)
+
+    async def prewarm(self, model_ids: Iterable[str]) -> dict[str, str]:
+        """Load models in the background (live requests' loads go first); returns what
+        happened to each: ``loaded``, ``already loaded``, ``not kept …`` or ``error: …``."""
+        ids = list(dict.fromkeys(model_ids))
+        for model_id in ids:
+            _check_id(model_id)
+        outcomes = await asyncio.gather(*(self._prewarm_one(m) for m in ids))
+        return dict(zip(ids, outcomes, strict=True))
+
+    async def _prewarm_one(self, model_id: str) -> str:
+        if model_id in self._entries:
+            return "already loaded"
+        try:
+            await self._join(model_id, live=False)
+        except ServalError as exc:
+            return f"error: {exc}"
+        if model_id in self._entries:
+            return "loaded"
+        return "not kept: larger than max_bytes, or worth less than the models it would evict"
+
+    def pin(self, model_id: str) -> None:
+        """Never evict ``model_id`` (it loads on first use or :meth:`prewarm`)."""
+        _check_id(model_id)
+        self._pinned.add(model_id)
+
+    def unpin(self, model_id: str) -> bool:
+        """Let the policy evict ``model_id`` again; whether it was pinned."""
+        if model_id not in self._pinned:
+            return False
+        self._pinned.discard(model_id)
+        return True
+
+    @property
+    def pinned(self) -> frozenset[str]:
+        return frozenset(self._pinned)
+
+    async def evict(self, model_id: str) -> bool:
+        """Unpin and unload ``model_id`` now; whether it was loaded."""
+        self._pinned.discard(model_id)
+        entry = self._entries.pop(model_id, None)
+        if entry is None:
+            return False
+        self._budget.remove(model_id)
+        self._stats.evictions += 1
+        await self._release([(model_id, entry)])
+        return True
+
+    async def refresh(self, model_id: str) -> bool:
+        """Load ``model_id`` again (a new version, say) and swap it in when it is ready;
+        the old one serves until then. Whether it was loaded (otherwise nothing to do)."""
+        if model_id not in self._entries:
+            return False
+        task = self._refreshing.get(model_id)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._refresh(model_id))
+            self._refreshing[model_id] = task
+            task.add_done_callback(lambda _: self._refreshing.pop(model_id, None))
+        return await asyncio.shield(task)
+
+    async def clear(self) -> None:
+        """Unload every model (pins included) and cancel loads in flight."""
+        for load in list(self._loading.values()):
+            load.task.cancel()
+        for task in list(self._refreshing.values()):
+            task.cancel()
+        self._pinned.clear()
+        leaving = list(self._entries.items())
+        self._entries.clear()
+        for model_id, _ in leaving:
+            self._budget.remove(model_id)
+        await self._release(leaving)
+
+    def loaded_model_ids(self, *, include_loading: bool = True) -> list[str]:
+        """The models in memory (and, by default, those loading), sorted."""
+        ids = set(self._entries)
+        if include_loading:
+            ids.update(self._loading)
+        return sorted(ids)
+
+    def stats(self) -> TierStats:
+        """A snapshot of this cache's counters."""
+        return dataclasses.replace(
+            self._stats, bytes_used=self._budget.bytes_used, entries=len(self._entries)
+        )
+
+    # -- loading -----------------------------------------------------------------------
+
+    async def _join(self, model_id: str, *, live: bool) -> Any:
+        load = self._loading.get(model_id)
+        if load is None:
+            ticket = Ticket(live=live)
+            task = asyncio.get_running_loop().create_task(
+                self._load(model_id, ticket), name=f"serval-load:{model_id}"
+            )
+            load = self._loading[model_id] = _Load(task, ticket)
+            task.add_done_callback(functools.partial(self._load_done, model_id, load))
+        elif live:
+            self._slots.promote(load.ticket)
+        # Shielded: a caller that goes away does not cancel the load others wait for.
+        return await asyncio.shield(load.task)
+
+    def _load_done(self, model_id: str, load: _Load, task: asyncio.Task[Any]) -> None:
+        if self._loading.get(model_id) is load:
+            del self._loading[model_id]
+        if not task.cancelled():
+            task.exception()  # retrieved here: every caller may have gone away
+
+    async def _load(self, model_id: str, ticket: Ticket) -> Any:
+        model, cost = await self._load_with_retries(model_id, ticket)
+        entry = _Entry(model, await self._measure(model_id, model), cost)
+        self._stats.loads += 1
+        self._stats.load_time_s += cost
+        self._stats.bytes_loaded += entry.size
+        logger.info("loaded model %r in %.3fs (%d bytes)", model_id, cost, entry.size)
+        await self._insert(model_id, entry)
+        return model
+
+    async def _load_with_retries(self, model_id: str, ticket: Ticket) -> tuple[Any, float]:
+        attempts = self.config.load_retries + 1
+        cause: Exception = RuntimeError("no attempt was made")
+        for attempt in range(1, attempts + 1):
+            await self._slots.acquire(ticket)
+            try:
+                started = time.perf_counter()
+                model = await self._call_loader(model_id)
+                return model, time.perf_counter() - started
+            except _AS_IS:
+                self._stats.load_failures += 1
+                raise
+            except Exception as exc:
+                cause = exc
+            finally:
+                self._slots.release()
+            if isinstance(cause, _NO_RETRY):
+                attempts = attempt
+                break
+            if attempt < attempts:
+                delay = self.config.retry_backoff_s * 2 ** (attempt - 1)
+                logger.warning(
+                    "loading model %r failed (attempt %d of %d): %s; retrying in %.2fs",
+                    model_id,
+                    attempt,
+                    attempts,
+                    _describe(cause, self.config),
+                    delay,
+                )
+                await asyncio.sleep(delay)
+        self._stats.load_failures += 1
+        text = _describe(cause, self.config)
+        if attempts > 1:
+            text += f" (after {attempts} attempts)"
+        logger.error("model %r failed to load: %s", model_id, text)
+        raise ModelLoadError(model_id, text) from cause
+
+    async def _call_loader(self, model_id: str) -> Any:
+        pending = self._loader(model_id)
+        if not isinstance(pending, Awaitable):
+            raise TypeError(
+                f"the loader of ModelCache {self.name!r} returned {type(pending).__name__}, "
+                "not an awaitable: give it an 'async def' function"
+            )
+        return await asyncio.wait_for(pending, self.config.load_timeout_s)
+
+    async def _measure(self, model_id: str, model: Any) -> int:
+        try:
+            return await asyncio.to_thread(measure, model, self._sizer)
+        except Exception as exc:
+            raise ModelLoadError(model_id, f"measuring its size raised {exc!r}") from exc
+
+    async def _refresh(self, model_id: str) -> bool:
+        model, cost = await self._load_with_retries(model_id, Ticket(live=False))
+        entry = _Entry(model, await self._measure(model_id, model), cost)
+        self._stats.loads += 1
+        self._stats.load_time_s += cost
+        self._stats.bytes_loaded += entry.size
+        old = self._entries.pop(model_id, None)
+        if old is not None:
+            self._budget.remove(model_id)
+        await self._insert(model_id, entry)
+        if old is not None:
+            await self._release([(model_id, old)])
+        return True
+
+    # -- room ----------------------------------------------------------------------------
+
+    async def _insert(self, model_id: str, entry: _Entry) -> None:
+        pinned = model_id in self._pinned
+        decision = self._budget.admit(
+            model_id, entry.size, entry.cost, protected=self._pinned, force=pinned
+        )
+        if not decision.admitted:
+            self._stats.rejected += 1
+            logger.info(
+                "model %r serves its request but is not kept: %s", model_id, decision.reason
+            )
+            return
+        self._entries[model_id] = entry
+        leaving = [(v, self._entries.pop(v)) for v in decision.victims]
+        self._stats.evictions += len(leaving)
+        if pinned and self._over_limits():
+            logger.warning(
+                "cache %r is over its limits (%d models, %d bytes) because pinned models "
+                "do not fit: unpin some or raise max_bytes / max_models",
+                self.name,
+                len(self._entries),
+                self._budget.bytes_used,
+            )
+        await self._release(leaving)
+
+    def _over_limits(self) -> bool:
+        cfg = self.config
+        return (cfg.max_models is not None and len(self._entries) > cfg.max_models) or (
+            cfg.max_bytes is not None and self._budget.bytes_used > cfg.max_bytes
+        )
+
+    async def _release(self, leaving: list[tuple[str, _Entry]]) -> None:
+        for model_id, entry in leaving:
+            logger.info("unloading model %r (%d bytes)", model_id, entry.size)
+            await release(model_id, entry.model)
+            entry.model = None
+        if leaving and not self._reclaim_scheduled:
+            # Once per burst of evictions, after the callers waiting now are answered.
+            self._reclaim_scheduled = True
+            asyncio.get_running_loop().call_soon(self._reclaim)
+
+    def _reclaim(self) -> None:
+        self._reclaim_scheduled = False
+        reclaim_memory()
+
+
+def _check_id(model_id: object) -> None:
+    if not isinstance(model_id, str):
+        raise TypeError(f"a model id must be a str, got {type(model_id).__name__}")
+    if not model_id:
+        raise BadRequestError(
+            "no model id: send the 'serve_multiplexed_model_id' header or use "
+            "handle.options(multiplexed_model_id=...)"
+        )
+
+
+def _describe(exc: BaseException, config: CacheConfig) -> str:
+    if isinstance(exc, ModelLoadError):
+        return exc.cause
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return f"timed out after {config.load_timeout_s}s (load_timeout_s)"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -1,0 +1,3 @@
+from serval.proxy.main import main
+
+main()

@@ -1,0 +1,275 @@
+"""The proxy's ASGI application: route by prefix, forward over the framed protocol.
+
+Plain ASGI on purpose — no framework on the hot path. Per request it reads the
+body (413 past ``max_request_body_bytes``), finds the route (404 naming the path),
+builds one ``HttpRequest`` frame, lets the deployment's router place it, and relays
+the reply: one ``HttpResponse`` frame, or a head and streamed chunks. Failures map
+to status codes through :func:`serval.exceptions.http_status_for`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from serval._env import read_env
+from serval._process import ProcessContext
+from serval.config import HTTPOptions
+from serval.context import MODEL_ID_HEADER
+from serval.exceptions import (
+    BackPressureError,
+    ReplicaError,
+    RequestTimeoutError,
+    ServalError,
+    http_status_for,
+)
+from serval.proxy.admin import build_admin_app
+from serval.proxy.routes import RouteTable
+from serval.proxy.split import TrafficSplit
+from serval.transport.codec import error_from_reply
+from serval.transport.messages import (
+    BodyChunk,
+    ErrorReply,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseStart,
+    RoutesApplied,
+    StreamEnd,
+    Update,
+)
+
+logger = logging.getLogger("serval.proxy")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+_MODEL_ID = MODEL_ID_HEADER.encode()
+_REQUEST_ID = b"x-request-id"
+_TEXT = (b"content-type", b"text/plain; charset=utf-8")
+_JSON = (b"content-type", b"application/json")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class ProxyApp:
+    def __init__(self, ctx: ProcessContext, options: HTTPOptions, name: str = "proxy") -> None:
+        self.ctx = ctx
+        self.name = name
+        self._acks: set[asyncio.Task[Any]] = set()
+        self.split = TrafficSplit(ctx)
+        token = options.admin_token or read_env().admin_token
+        self.admin = build_admin_app(ctx, token) if token else None
+        self.options = options
+        self.routes = RouteTable()
+        self.has_routes = asyncio.Event()  # set by the first route table from the controller
+        self._timeout = options.request_timeout_s
+        self._max_body = options.max_request_body_bytes
+
+    def on_routes(self, update: Update) -> None:
+        if update.routes is not None:
+            self.routes.update(update.routes)
+            self.has_routes.set()
+            task = asyncio.get_running_loop().create_task(
+                self.ctx.controller.call(RoutesApplied(self.name, update.version), timeout_s=10)
+            )
+            self._acks.add(task)
+            task.add_done_callback(self._acks.discard)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1003})
+            return
+        path: str = scope["path"]
+        if path.startswith("/-/"):
+            if path.startswith("/-/admin/") and self.admin is not None:
+                await self.admin(scope, receive, send)
+            else:
+                await self._admin(path, send)
+            return
+        route = self.routes.match(path)
+        if route is None:
+            await _plain(
+                send,
+                404,
+                f"Path '{path}' not found. Routes: "
+                f"{[r.prefix for r in self.routes.routes]} (see /-/routes)",
+            )
+            return
+        try:
+            body = await self._read_body(scope, receive)
+        except _TooLarge:
+            await _plain(
+                send,
+                413,
+                f"Request body is larger than the limit of "
+                f"{self._max_body} bytes (max_request_body_bytes)",
+            )
+            return
+        model_id = ""
+        request_id = ""
+        for name, value in scope["headers"]:
+            if name == _MODEL_ID:
+                model_id = value.decode("latin-1")
+            elif name == _REQUEST_ID:
+                request_id = value.decode("latin-1")
+        if not request_id:
+            request_id = uuid.uuid4().hex
+        client = scope.get("client") or ("", 0)
+        prefix = route.prefix
+        request = HttpRequest(
+            scope["method"],
+            path,
+            scope["query_string"],
+            scope["headers"],
+            body,
+            "" if prefix == "/" else prefix,
+            scope.get("scheme", "http"),
+            scope.get("http_version", "1.1"),
+            client[0],
+            client[1],
+            request_id,
+            model_id,
+        )
+        canary = route.canary
+        if canary is None:
+            await self._forward(route.app, route.deployment, request, send)
+            return
+        to_canary = self.split.pick(canary, scope["headers"])
+        if canary.shadow:
+            if to_canary:
+                self.split.shadow(canary, request, self._forward_quietly)
+            to_canary = False
+        app, deployment = (
+            (canary.app, canary.deployment) if to_canary else (route.app, route.deployment)
+        )
+        started = time.perf_counter()
+        status = await self._forward(app, deployment, request, send)
+        self.split.record(route.app, to_canary, status, time.perf_counter() - started)
+
+    async def _forward(self, app: str, deployment: str, request: HttpRequest, send: Send) -> int:
+        """Place the request, relay the answer; returns the status code sent."""
+        router = self.ctx.router(app, deployment)
+        try:
+            if self._timeout is None:
+                assignment = await router.assign(request)
+            else:
+                assignment = await asyncio.wait_for(router.assign(request), self._timeout)
+        except asyncio.TimeoutError:
+            timeout = RequestTimeoutError(
+                f"request {request.request_id} timed out after {self._timeout}s (request_timeout_s)"
+            )
+            return await _error(send, timeout, request.request_id)
+        except ServalError as exc:
+            return await _error(send, exc, request.request_id)
+        first = assignment.first
+        if type(first) is HttpResponse:
+            await send(
+                {"type": "http.response.start", "status": first.status, "headers": first.headers}
+            )
+            await send({"type": "http.response.body", "body": first.body})
+            return first.status
+        if isinstance(first, ErrorReply):
+            return await _error(send, error_from_reply(first), request.request_id)
+        if isinstance(first, HttpResponseStart):
+            await self._stream(first, assignment, send)
+            return first.status
+        assignment.close()
+        await _plain(send, 502, f"unexpected reply {type(first).__name__} from the replica")
+        return 502
+
+    async def _forward_quietly(self, app: str, deployment: str, request: HttpRequest) -> int:
+        """Shadow traffic: the same request, its answer discarded."""
+
+        async def discard(message: dict[str, Any]) -> None:
+            return None
+
+        return await self._forward(app, deployment, request, discard)
+
+    async def _stream(self, head: HttpResponseStart, assignment: Any, send: Send) -> None:
+        await send({"type": "http.response.start", "status": head.status, "headers": head.headers})
+        try:
+            while True:
+                msg = await assignment.receive()
+                if isinstance(msg, BodyChunk):
+                    await send({"type": "http.response.body", "body": msg.data, "more_body": True})
+                elif isinstance(msg, StreamEnd):
+                    break
+                elif isinstance(msg, ErrorReply):
+                    logger.error(
+                        "stream failed after it started: %s: %s", msg.type_name, msg.message
+                    )
+                    break
+        finally:
+            assignment.close()
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    if int(value) > self._max_body:
+                        raise _TooLarge
+                except ValueError:
+                    pass
+                break
+        msg = await receive()
+        body: bytes = msg.get("body", b"")
+        if not msg.get("more_body", False):
+            if len(body) > self._max_body:
+                raise _TooLarge
+            return body
+        chunks = [body]
+        size = len(body)
+        while msg.get("more_body", False):
+            msg = await receive()
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            if size > self._max_body:
+                raise _TooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _admin(self, path: str, send: Send) -> None:
+        if path == "/-/healthz":
+            await _plain(send, 200, "success")
+        elif path == "/-/routes":
+            table = {r.prefix: r.app for r in self.routes.routes}
+            await _respond(send, 200, [_JSON], json.dumps(table).encode())
+        else:
+            await _plain(send, 404, f"Path '{path}' not found.")
+
+
+async def _respond(
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _plain(
+    send: Send, status: int, text: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    await _respond(send, status, [_TEXT, *(extra or [])], text.encode())
+
+
+async def _error(send: Send, exc: BaseException, request_id: str) -> int:
+    status = http_status_for(exc)
+    extra = [(_REQUEST_ID, request_id.encode())]
+    if isinstance(exc, BackPressureError):
+        extra.append((b"retry-after", str(max(1, round(exc.retry_after_s))).encode()))
+    if isinstance(exc, ReplicaError):
+        message = exc.message if len(exc.message) <= 300 else exc.message[:300] + "..."
+        text = f"Internal Server Error: {exc.cause_type}: {message} (request id {request_id})"
+    else:
+        text = str(exc)
+    await _plain(send, status, text, extra)
+    return status

@@ -1,0 +1,64 @@
+"""Entry point of a proxy process: ``python -m serval.proxy --fd N --controller ADDR``.
+
+Serves the ASGI :class:`~serval.proxy.app.ProxyApp` with uvicorn (httptools on
+uvloop) on a listening socket inherited from the controller.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import socket
+
+import uvicorn
+
+from serval import _process
+from serval._lifeline import run_loop, watch_lifeline
+from serval.config import HTTPOptions
+from serval.observability.logs import setup_logging
+from serval.proxy.app import ProxyApp
+
+ROUTES_WAIT_S = 30.0
+
+
+async def serve(fd: int, name: str, controller: str, options: HTTPOptions) -> None:
+    ctx = _process.init_on_running_loop(controller)
+    app = ProxyApp(ctx, options, name)
+    ctx.controller.subscribe("routes", app.on_routes)
+    config = uvicorn.Config(
+        app,
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+        timeout_keep_alive=int(options.keep_alive_timeout_s),
+        root_path=options.root_path,
+    )
+    server = uvicorn.Server(config)
+    sock = socket.socket(fileno=fd)
+
+    def stop() -> None:
+        server.should_exit = True
+
+    lifeline = asyncio.get_running_loop().create_task(watch_lifeline(stop))
+    # Accept connections once the route table is here, so that no request that arrives
+    # while the proxy starts gets a 404 (the kernel queues them meanwhile).
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(app.has_routes.wait(), ROUTES_WAIT_S)
+    await server.serve(sockets=[sock])
+    lifeline.cancel()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m serval.proxy")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--name", default="proxy")
+    parser.add_argument("--controller", required=True)
+    parser.add_argument("--options", default="{}")
+    args = parser.parse_args(argv)
+    setup_logging("proxy")
+    options = HTTPOptions.model_validate_json(args.options)
+    run_loop(serve(args.fd, args.name, args.controller, options))
+    logging.shutdown()

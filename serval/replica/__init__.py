@@ -1,0 +1,1 @@
+"""The replica process: runs user code behind serval's framed protocol."""

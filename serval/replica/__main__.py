@@ -1,0 +1,3 @@
+from serval.replica.main import main
+
+main()

@@ -1,0 +1,323 @@
+"""The replica's server: answers data-plane requests and the controller's commands.
+
+Lifecycle (one per process)::
+
+    WAITING  ── InitReplica ──▶ STARTING ── constructor ok ──▶ RUNNING ── Drain ──▶ DRAINING ─▶ exit
+                                     └── constructor raised ──▶ (error reply; controller kills us)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import logging
+import os
+import pickle
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from serval import context as ctx_mod
+from serval.exceptions import BadRequestError, ServalError
+from serval.replica.http import ASGIApp, ASGIResponder, RequestBody, make_scope, send_result
+from serval.replica.user_code import UserCode, is_generator
+from serval.transport.codec import dumps, error_reply, loads
+from serval.transport.connection import Connection
+from serval.transport.messages import (
+    Call,
+    CallResult,
+    Cancel,
+    CheckHealth,
+    Drain,
+    ErrorReply,
+    GetReplicaStats,
+    HttpRequest,
+    InitReplica,
+    Message,
+    ModelCommand,
+    Ok,
+    Reconfigure,
+    StreamEnd,
+    StreamItem,
+)
+
+logger = logging.getLogger("serval.replica")
+
+MODEL_REPORT_INTERVAL_S = 0.1
+
+
+class ReplicaState(enum.Enum):
+    WAITING = "waiting"  # listening; the controller has not sent InitReplica yet
+    STARTING = "starting"  # running the user's constructor
+    RUNNING = "running"  # serving requests
+    DRAINING = "draining"  # finishing in-flight requests, then the process exits
+
+
+class ReplicaServer:
+    """One replica's request handler (see the module docstring for its states)."""
+
+    def __init__(self, replica_id: str) -> None:
+        self.replica_id = replica_id
+        self.state = ReplicaState.WAITING
+        self.code: UserCode | None = None
+        self.asgi_app: ASGIApp | None = None
+        self.app_name = ""
+        self.deployment = ""
+        self.in_flight = 0
+        self.total = 0
+        self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="serval-user")
+        self.listener: asyncio.AbstractServer | None = None
+        self.exit = asyncio.Event()
+        self._reporter: asyncio.Task[None] | None = None
+        self._tasks: dict[Connection, dict[int, asyncio.Task[None]]] = {}
+
+    # -- dispatch ------------------------------------------------------------------
+
+    def handle(self, conn: Connection, stream_id: int, msg: Message) -> None:
+        kind = type(msg)
+        if kind is HttpRequest:
+            self._spawn(conn, stream_id, self._http(conn, stream_id, msg))  # type: ignore[arg-type]
+        elif kind is Call:
+            self._spawn(conn, stream_id, self._call(conn, stream_id, msg))  # type: ignore[arg-type]
+        elif kind is Cancel:
+            self._cancel(conn, stream_id)
+        else:
+            self._spawn(conn, stream_id, self._control(conn, stream_id, msg))
+
+    def _spawn(self, conn: Connection, stream_id: int, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        tasks = self._tasks.get(conn)
+        if tasks is None:
+            tasks = self._tasks[conn] = {}
+        tasks[stream_id] = task
+        task.add_done_callback(lambda _t: tasks.pop(stream_id, None))
+
+    def _cancel(self, conn: Connection, stream_id: int) -> None:
+        if stream_id == 0:  # the connection is gone: stop everything it asked for
+            for task in self._tasks.pop(conn, {}).values():
+                task.cancel()
+            return
+        running = self._tasks.get(conn, {}).get(stream_id)
+        if running is not None:
+            running.cancel()
+
+    # -- data plane ------------------------------------------------------------------
+
+    def _request_context(self, request_id: str, model_id: str, route: str) -> None:
+        ctx_mod._set_request_context(
+            ctx_mod.RequestContext(request_id, model_id, self.app_name, route)
+        )
+
+    async def _http(self, conn: Connection, sid: int, req: HttpRequest) -> None:
+        self.in_flight += 1
+        self.total += 1
+
+        def send(msg: Message) -> None:
+            conn.send(sid, msg)
+
+        receive = RequestBody(req.body)
+        try:
+            code = self._ready_code()
+            self._request_context(req.request_id, req.model_id, req.root_path)
+            scope = make_scope(req)
+            if self.asgi_app is not None:
+                responder = ASGIResponder(send)
+                await self.asgi_app(scope, receive, responder)
+                if not responder.done:
+                    send(StreamEnd())
+            else:
+                from starlette.requests import Request
+
+                result = await code.call("__call__", (Request(scope, receive),), {})
+                await send_result(result, send, scope, receive, code.iterate)
+        except asyncio.CancelledError:
+            receive.disconnect()
+            raise
+        except json.JSONDecodeError as exc:  # `await request.json()` on a malformed body
+            send(error_reply(BadRequestError(f"malformed JSON in the request body: {exc}")))
+        except Exception as exc:
+            logger.exception("request %s failed", req.request_id or req.path)
+            send(error_reply(exc))
+        finally:
+            self.in_flight -= 1
+
+    async def _call(self, conn: Connection, sid: int, msg: Call) -> None:
+        self.in_flight += 1
+        self.total += 1
+        try:
+            code = self._ready_code()
+            self._request_context(msg.request_id, msg.model_id, "")
+            args, kwargs = loads(msg.payload)
+            result = await code.call(msg.method, args, kwargs)
+            if msg.stream:
+                if not is_generator(result):
+                    raise TypeError(
+                        f"method {msg.method!r} did not return a generator, but the handle "
+                        "was called with stream=True"
+                    )
+                async for item in code.iterate(result):
+                    conn.send(sid, StreamItem(dumps(item)))
+                    await conn.drain()
+                conn.send(sid, StreamEnd())
+            else:
+                if is_generator(result):
+                    raise TypeError(
+                        f"method {msg.method!r} returned a generator; call it through "
+                        "handle.options(stream=True)"
+                    )
+                conn.send(sid, CallResult(dumps(result)))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.debug("call %s failed", msg.method, exc_info=True)
+            conn.send(sid, error_reply(exc))
+        finally:
+            self.in_flight -= 1
+
+    def _ready_code(self) -> UserCode:
+        if self.code is None:
+            raise ServalError(f"replica {self.replica_id} is not initialized yet")
+        return self.code
+
+    # -- control plane ---------------------------------------------------------------
+
+    async def _control(self, conn: Connection, sid: int, msg: Message) -> None:
+        try:
+            if isinstance(msg, InitReplica):
+                value: Any = await self._init(msg)
+            elif isinstance(msg, CheckHealth):
+                await self._check_health()
+                value = None
+            elif isinstance(msg, Reconfigure):
+                await self._ready_code().call_optional("reconfigure", msg.user_config)
+                value = None
+            elif isinstance(msg, Drain):
+                await self._drain(msg)
+                value = None
+            elif isinstance(msg, GetReplicaStats):
+                value = self.stats()
+            elif isinstance(msg, ModelCommand):
+                value = await self._model_command(msg)
+            else:
+                raise ServalError(f"replica cannot handle {type(msg).__name__}")
+            conn.send(sid, Ok(value))
+        except Exception as exc:
+            reply: ErrorReply = error_reply(exc)
+            if isinstance(msg, InitReplica):
+                reply.kind = "deploy_failed"
+            conn.send(sid, reply)
+        if isinstance(msg, Drain):
+            self.exit.set()
+
+    async def _init(self, msg: InitReplica) -> dict[str, Any]:
+        if self.state is not ReplicaState.WAITING:
+            raise ServalError(f"replica {self.replica_id} was already initialized")
+        self.state = ReplicaState.STARTING
+        self.app_name, self.deployment = msg.app_name, msg.deployment_name
+        for entry in reversed(msg.sys_path):
+            if entry not in sys.path:
+                sys.path.insert(0, entry)
+        if msg.cwd and os.path.isdir(msg.cwd):
+            os.chdir(msg.cwd)
+        from serval import _process
+
+        _process.init_on_running_loop(msg.controller_address)
+        target = pickle.loads(msg.serialized_def)
+        args, kwargs = loads(msg.init_payload)
+        replica_ctx = ctx_mod.ReplicaContext(
+            app_name=msg.app_name,
+            deployment=msg.deployment_name,
+            replica_id=ctx_mod.ReplicaID(msg.replica_id, msg.deployment_name, msg.app_name),
+        )
+        ctx_mod._set_replica_context(replica_ctx)
+        is_function = not isinstance(target, type)
+        code = UserCode(target, is_function, self.executor)
+        await code.construct(args, kwargs)
+        replica_ctx.servable_object = code.instance
+        app = getattr(target, "__serval_asgi_app__", None)
+        if app is not None:
+            from serval.ingress import bind_asgi_app
+
+            self.asgi_app = bind_asgi_app(app, target, code.instance)
+        if msg.user_config is not None:
+            if not code.has_method("reconfigure"):
+                raise ServalError(
+                    f"user_config was given but {getattr(target, '__name__', target)!r} "
+                    "has no reconfigure(config) method"
+                )
+            await code.call("reconfigure", (msg.user_config,), {})
+        self.code = code
+        self.state = ReplicaState.RUNNING
+        self._reporter = asyncio.get_running_loop().create_task(self._report_models())
+        logger.info(
+            "replica %s of %s/%s is running", self.replica_id, msg.app_name, msg.deployment_name
+        )
+        return {"pid": os.getpid()}
+
+    async def _report_models(self) -> None:
+        """Tell the controller which models this replica holds, when that changes, so
+        routers send a model's requests where it is already loaded."""
+        from serval import _process
+        from serval.transport.messages import ReportModels
+
+        last: list[str] = []
+        while self.state is ReplicaState.RUNNING:
+            await asyncio.sleep(MODEL_REPORT_INTERVAL_S)
+            source = sys.modules.get("serval.models.multiplexed")
+            if source is None:
+                continue
+            current = sorted(source.loaded_model_ids())
+            if current != last:
+                try:
+                    await _process.current().controller.call(
+                        ReportModels(self.app_name, self.deployment, self.replica_id, current),
+                        timeout_s=10,
+                    )
+                    last = current
+                except ServalError as exc:
+                    logger.debug("could not report models: %s", exc)
+
+    async def _model_command(self, msg: ModelCommand) -> Any:
+        source = sys.modules.get("serval.models.multiplexed")
+        if source is None:
+            raise ServalError(
+                f"replica {self.replica_id} serves no multiplexed models (@serval.multiplexed)"
+            )
+        if msg.op == "stats":  # the tiers as this replica sees them, and each hot cache
+            models = sys.modules["serval.models"]
+            return {
+                **models.stats().as_dict(),
+                "caches": {cache.name: cache.stats().as_dict() for cache in source.caches()},
+            }
+        return await source.admin(msg.op, msg.model_ids)
+
+    async def _check_health(self) -> None:
+        code = self._ready_code()
+        await code.call_optional("check_health")
+
+    async def _drain(self, msg: Drain) -> None:
+        self.state = ReplicaState.DRAINING
+        if self.listener is not None:
+            self.listener.close()  # no new connections; routers already stopped picking us
+        deadline = time.monotonic() + msg.timeout_s
+        # Routers that picked us before they heard we are leaving may still send.
+        await asyncio.sleep(min(msg.wait_loop_s, msg.timeout_s))
+        while self.in_flight > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if self.in_flight:
+            logger.warning(
+                "replica %s exits with %d requests still running after %.1fs",
+                self.replica_id,
+                self.in_flight,
+                msg.timeout_s,
+            )
+        if self.code is not None:
+            try:
+                await self.code.call_optional("__del__")
+            except Exception:
+                logger.exception("__del__ of replica %s raised", self.replica_id)
+
+    def stats(self) -> dict[str, Any]:
+        return {"in_flight": self.in_flight, "total": self.total, "state": self.state.value}

@@ -1,0 +1,1 @@
+"""Choosing a replica for each request: in proxies and in every handle."""

@@ -1,0 +1,69 @@
+"""Which replica should serve a request for model ``m`` (model-aware routing).
+
+1. Replicas that hold ``m`` (or are loading it), least loaded first, while one has room.
+2. Otherwise rendezvous (highest-random-weight) hashing over all replicas: every
+   router computes the same order for ``m``, so concurrent first requests for a cold
+   model meet on the same replica and it loads once, and the fleet's hot sets do not
+   duplicate each other. Bounded load: a replica more than ``LOAD_BOUND`` times the
+   mean load (or full) is passed over for the next in ``m``'s order — that is how a
+   model whose traffic outgrows one replica gets a second copy, and copies of a
+   cooled-down model age out of the replicas' caches. While every holder is busy, a
+   copy is added only on an idle replica; otherwise the request waits for a holder
+   (a load costs far more than a short wait).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
+
+LOAD_BOUND = 1.25
+
+
+class SlotLike(Protocol):
+    in_flight: int
+
+    @property
+    def replica_id(self) -> str: ...
+
+    @property
+    def capacity(self) -> int: ...
+
+
+S = TypeVar("S", bound=SlotLike)
+
+
+def rendezvous_order(model_id: str, replica_ids: Sequence[str]) -> list[str]:
+    """Replica ids in ``model_id``'s preference order (the same in every process)."""
+
+    def weight(rid: str) -> bytes:
+        return hashlib.blake2b(f"{model_id}\x00{rid}".encode(), digest_size=8).digest()
+
+    return sorted(replica_ids, key=weight, reverse=True)
+
+
+def choose(
+    model_id: str,
+    slots: Sequence[S],
+    holders: set[str],
+    free: Callable[[S], bool],
+) -> S | None:
+    """The slot for a request of ``model_id``, or None when every candidate is full."""
+    held = [s for s in slots if s.replica_id in holders and free(s)]
+    if held:
+        return min(held, key=lambda s: s.in_flight)
+    candidates = [s for s in slots if free(s)]
+    if any(s.replica_id in holders for s in slots):
+        # Every holder is busy: add a copy only on an idle replica, else wait for a holder.
+        candidates = [s for s in candidates if s.in_flight == 0]
+    if not candidates:
+        return None
+    by_id = {s.replica_id: s for s in candidates}
+    total = sum(s.in_flight for s in slots)
+    bound = LOAD_BOUND * (total + 1) / len(slots)
+    order = rendezvous_order(model_id, list(by_id))
+    for rid in order:
+        if by_id[rid].in_flight <= bound:
+            return by_id[rid]
+    return by_id[order[0]]

@@ -1,0 +1,293 @@
+"""The router of one deployment: which replica gets the next request.
+
+- **Choice**: power of two random choices on the in-flight counts this router
+  tracks itself, among replicas below their ``max_ongoing_requests``.
+- **Queue**: when every replica is full the request waits in a FIFO; when
+  ``max_queued_requests`` requests already wait, it fails at once with
+  ``BackPressureError`` (HTTP 503 + Retry-After).
+- **Retries**: a replica that cannot be reached or dies before answering is
+  skipped until the controller's next update, and the request goes to another
+  one (at most ``max_attempts`` tries). A request whose replica died mid-way may
+  therefore run twice: delivery is at-least-once when replicas crash.
+- **Models**: a request with a model id goes to a replica that holds the model, or
+  to the one rendezvous hashing picks for it (``model_choice.py``).
+- **Updates**: the controller publishes the set of running replicas; a replica
+  that leaves the set gets no new requests and its connection closes when its last
+  request here finishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from serval.exceptions import BackPressureError, NotFoundError, ReplicaUnavailableError
+from serval.router import model_choice
+from serval.router.replica_client import ReplicaClient, SocketReplicaClient
+from serval.transport.connection import ReplyStream
+from serval.transport.messages import FINAL, DeploymentTarget, ErrorReply, Message, ReplicaInfo
+
+_DOWN_FOR_S = 2.0
+_RECENT_FOR_S = 10.0
+
+
+@dataclass(eq=False)
+class _Slot:
+    info: ReplicaInfo
+    client: ReplicaClient
+    in_flight: int = 0
+    down_until: float = 0.0
+    removed: bool = False
+    served: int = field(default=0)
+
+    @property
+    def replica_id(self) -> str:
+        return self.info.replica_id
+
+    @property
+    def capacity(self) -> int:
+        return self.info.max_ongoing_requests
+
+
+class Assignment:
+    """A request placed on a replica: its first reply, then (when streaming) the rest.
+
+    Releases the replica's slot when the last reply arrives or ``close()`` is called.
+    """
+
+    __slots__ = ("_released", "_router", "_slot", "first", "stream")
+
+    def __init__(self, router: Router, slot: _Slot, stream: ReplyStream, first: Message) -> None:
+        self._router = router
+        self._slot = slot
+        self.stream = stream
+        self.first = first
+        self._released = False
+        if isinstance(first, FINAL):
+            self._release()
+
+    @property
+    def replica_id(self) -> str:
+        return self._slot.info.replica_id
+
+    async def receive(self) -> Message:
+        msg = await self.stream.receive()
+        if isinstance(msg, FINAL):
+            self._release()
+        return msg
+
+    def close(self) -> None:
+        """Stop early (client gone, timeout): tell the replica and free the slot."""
+        if not self._released:
+            self.stream.cancel()
+            self._release()
+
+    def _release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._router._release(self._slot)
+
+
+class Router:
+    """Routes requests of one deployment (see the module docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        client_factory: Callable[[str], ReplicaClient] = SocketReplicaClient,
+        max_attempts: int = 3,
+    ) -> None:
+        self.name = name
+        self._client_factory = client_factory
+        self._max_attempts = max_attempts
+        self._slots: dict[str, _Slot] = {}
+        self._choices: list[_Slot] = []
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self.max_queued = -1
+        self.exists = True
+        self.autoscaling = False
+        # model id → replicas that hold it (published by the controller) ...
+        self._holders: dict[str, set[str]] = {}
+        # ... and where this router sent it recently (before the controller knows).
+        self._recent: dict[str, tuple[str, float]] = {}
+        self.known = asyncio.Event()  # set once the first update arrived
+
+    # -- updates from the controller --------------------------------------------------
+
+    def update(self, target: DeploymentTarget) -> None:
+        self.exists = target.exists
+        self.max_queued = target.max_queued_requests
+        self.autoscaling = target.autoscaling
+        wanted = {r.replica_id: r for r in target.replicas}
+        for rid, slot in list(self._slots.items()):
+            if rid not in wanted:
+                slot.removed = True
+                del self._slots[rid]
+                if slot.in_flight == 0:
+                    slot.client.close()
+        for rid, info in wanted.items():
+            known = self._slots.get(rid)
+            if known is None:
+                self._slots[rid] = _Slot(info, self._client_factory(info.address))
+            else:
+                known.info = info
+                known.down_until = 0.0
+        self._choices = list(self._slots.values())
+        holders: dict[str, set[str]] = {}
+        for info in target.replicas:
+            for model_id in info.model_ids:
+                holders.setdefault(model_id, set()).add(info.replica_id)
+        self._holders = holders
+        self.known.set()
+        self._wake(len(self._waiters))
+
+    @property
+    def replica_ids(self) -> list[str]:
+        return list(self._slots)
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiters)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(s.in_flight for s in self._slots.values())
+
+    # -- choosing ------------------------------------------------------------------------
+
+    def _pick(self, model_id: str = "") -> _Slot | None:
+        if model_id:
+            return self._pick_for_model(model_id)
+        choices = self._choices
+        n = len(choices)
+        if n == 1:
+            slot = choices[0]
+            return slot if self._free(slot) else None
+        if n == 0:
+            return None
+        a, b = random.sample(choices, 2)
+        fa, fb = self._free(a), self._free(b)
+        if fa and fb:
+            return a if a.in_flight <= b.in_flight else b
+        if fa or fb:
+            return a if fa else b
+        free = [s for s in choices if self._free(s)]
+        return min(free, key=lambda s: s.in_flight) if free else None
+
+    def _pick_for_model(self, model_id: str) -> _Slot | None:
+        holders = self._holders.get(model_id, set())
+        recent = self._recent.get(model_id)
+        if recent is not None:
+            if time.monotonic() - recent[1] < _RECENT_FOR_S and recent[0] in self._slots:
+                holders = holders | {recent[0]}
+            else:
+                del self._recent[model_id]
+        slot = model_choice.choose(model_id, self._choices, holders, self._free)
+        if slot is not None and slot.replica_id not in holders:
+            self._recent[model_id] = (slot.replica_id, time.monotonic())
+        return slot
+
+    @staticmethod
+    def _free(slot: _Slot) -> bool:
+        return slot.in_flight < slot.info.max_ongoing_requests and (
+            slot.down_until == 0.0 or slot.down_until < time.monotonic()
+        )
+
+    async def _acquire(self, model_id: str = "") -> _Slot:
+        slot: _Slot | None = self._pick(model_id) if not self._waiters else None
+        while slot is None:
+            if not self.exists:
+                raise NotFoundError(f"deployment {self.name!r} does not exist")
+            if 0 <= self.max_queued <= len(self._waiters):
+                raise BackPressureError(
+                    f"deployment {self.name!r} is at capacity: {len(self._waiters)} requests "
+                    f"queued (max_queued_requests={self.max_queued})",
+                    retry_after_s=1.0,
+                )
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                # Nobody wakes us when the only free replicas are marked down: look again
+                # when the earliest of them comes back. (asyncio.wait costs more than a
+                # plain await, and this is the request path under load.)
+                retry_in = self._next_retry_in()
+                if retry_in is None:
+                    await waiter
+                else:
+                    await asyncio.wait([waiter], timeout=retry_in)
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake(1)  # pass the wake-up on to the next in line
+                raise
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+            slot = self._pick(model_id)
+        slot.in_flight += 1
+        return slot
+
+    def _next_retry_in(self) -> float | None:
+        downs = [s.down_until for s in self._choices if s.down_until]
+        return max(0.01, min(downs) - time.monotonic()) if downs else None
+
+    def _wake(self, n: int) -> None:
+        while n > 0 and self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                n -= 1
+
+    def _release(self, slot: _Slot) -> None:
+        slot.in_flight -= 1
+        slot.served += 1
+        if slot.removed:
+            if slot.in_flight == 0:
+                slot.client.close()
+            return
+        if self._waiters:
+            self._wake(1)
+
+    # -- sending ---------------------------------------------------------------------
+
+    async def assign(self, msg: Message) -> Assignment:
+        """Place ``msg`` on a replica and wait for its first reply."""
+        last: ErrorReply | None = None
+        model_id: str = getattr(msg, "model_id", "")
+        for _ in range(self._max_attempts):
+            slot = await self._acquire(model_id)
+            stream: ReplyStream | None = None
+            try:
+                stream = await slot.client.open(msg)
+                first = await stream.receive()
+            except ReplicaUnavailableError as exc:
+                first = ErrorReply("unavailable", "ReplicaUnavailable", str(exc))
+            except BaseException:
+                if stream is not None:
+                    stream.cancel()
+                self._release(slot)
+                raise
+            if isinstance(first, ErrorReply) and first.kind == "unavailable":
+                last = first
+                slot.down_until = time.monotonic() + _DOWN_FOR_S
+                self._release(slot)
+                continue
+            assert stream is not None
+            return Assignment(self, slot, stream, first)
+        assert last is not None
+        raise ReplicaUnavailableError(
+            f"no replica of {self.name!r} could take the request after "
+            f"{self._max_attempts} attempts: {last.message}"
+        )
+
+    def close(self) -> None:
+        for slot in self._slots.values():
+            slot.client.close()
+        self._slots.clear()
+        self._choices = []
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.cancel()

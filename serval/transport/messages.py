@@ -1,0 +1,353 @@
+"""Every message that crosses a process boundary, as typed msgspec structs.
+
+A frame carries one message; the struct's integer tag says which. Structs are
+``array_like`` so the encoding is a compact msgpack array. Arbitrary Python values
+(handle arguments, results, exceptions) travel as pickled ``bytes`` fields.
+
+Direction of each message:
+
+- router  → replica:    HttpRequest, Call, Cancel
+- replica → router:     HttpResponse | HttpResponseStart, BodyChunk*, StreamEnd;
+                        CallResult | StreamItem*, StreamEnd; ErrorReply
+- controller → replica: InitReplica, Reconfigure, CheckHealth, Drain, GetReplicaStats
+- any → controller:     DeployApps, DeleteApps, GetStatus, WaitApps, ListDeployments,
+                        GetInfo, Shutdown, Subscribe (answered by a stream of Update),
+                        RoutesApplied (from proxies)
+- replies to control:   Ok, ErrorReply
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class _Msg(msgspec.Struct, array_like=True, omit_defaults=False, tag_field="t"):
+    pass
+
+
+# ---- data plane -----------------------------------------------------------------
+
+
+class HttpRequest(_Msg, tag=1):
+    method: str
+    path: str
+    query_string: bytes
+    headers: Headers
+    body: bytes
+    root_path: str = ""
+    scheme: str = "http"
+    http_version: str = "1.1"
+    client_host: str = ""
+    client_port: int = 0
+    request_id: str = ""
+    model_id: str = ""
+
+
+class HttpResponse(_Msg, tag=2):
+    """A complete response in one frame (the common, fast case)."""
+
+    status: int
+    headers: Headers
+    body: bytes
+
+
+class HttpResponseStart(_Msg, tag=3):
+    """The head of a streamed response; BodyChunk frames and a StreamEnd follow."""
+
+    status: int
+    headers: Headers
+
+
+class BodyChunk(_Msg, tag=4):
+    data: bytes
+
+
+class StreamEnd(_Msg, tag=5):
+    pass
+
+
+class Call(_Msg, tag=6):
+    """A handle call: ``payload`` is the pickled ``(args, kwargs)``."""
+
+    method: str
+    payload: bytes
+    model_id: str = ""
+    stream: bool = False
+    request_id: str = ""
+
+
+class CallResult(_Msg, tag=7):
+    payload: bytes
+
+
+class StreamItem(_Msg, tag=8):
+    payload: bytes
+
+
+class ErrorReply(_Msg, tag=9):
+    """Something failed. ``kind`` picks the serval exception; ``payload`` may hold the
+    pickled original exception so a handle caller can see it."""
+
+    kind: str
+    type_name: str
+    message: str
+    traceback: str = ""
+    payload: bytes = b""
+
+
+class Cancel(_Msg, tag=10):
+    pass
+
+
+# ---- control plane: controller → replica -----------------------------------------
+
+
+class InitReplica(_Msg, tag=20):
+    replica_id: str
+    app_name: str
+    deployment_name: str
+    serialized_def: bytes
+    init_payload: bytes
+    user_config: Any
+    sys_path: list[str]
+    cwd: str
+    controller_address: str
+    max_ongoing_requests: int
+    is_ingress: bool = False
+
+
+class Reconfigure(_Msg, tag=21):
+    user_config: Any
+
+
+class CheckHealth(_Msg, tag=22):
+    pass
+
+
+class Drain(_Msg, tag=23):
+    wait_loop_s: float
+    timeout_s: float
+
+
+class GetReplicaStats(_Msg, tag=24):
+    pass
+
+
+class Ok(_Msg, tag=25):
+    value: Any = None
+
+
+# ---- control plane: anyone → controller -------------------------------------------
+
+
+class DeploymentSpec(msgspec.Struct):
+    name: str
+    serialized_def: bytes
+    init_payload: bytes
+    config: dict[str, Any]
+    code_hash: str
+    is_function: bool = False
+
+
+class AppSpec(msgspec.Struct):
+    name: str
+    route_prefix: str | None
+    ingress: str
+    deployments: list[DeploymentSpec]
+    sys_path: list[str] = []
+    cwd: str = ""
+    import_path: str = ""  # set when deployed from a config file
+
+
+class DeployApps(_Msg, tag=30):
+    apps: list[AppSpec]
+
+
+class DeleteApps(_Msg, tag=31):
+    names: list[str]
+    wait: bool = True
+
+
+class GetStatus(_Msg, tag=32):
+    pass
+
+
+class WaitApps(_Msg, tag=33):
+    names: list[str]
+    timeout_s: float
+
+
+class ListDeployments(_Msg, tag=34):
+    pass
+
+
+class GetInfo(_Msg, tag=35):
+    pass
+
+
+class Shutdown(_Msg, tag=36):
+    pass
+
+
+class Subscribe(_Msg, tag=37):
+    keys: list[str]
+
+
+class CanaryRoute(msgspec.Struct, array_like=True):
+    app: str
+    deployment: str
+    weight: float
+    sticky_header: str = ""
+    shadow: bool = False
+
+
+class RouteInfo(msgspec.Struct, array_like=True):
+    prefix: str
+    app: str
+    deployment: str
+    canary: CanaryRoute | None = None
+
+
+class ReplicaInfo(msgspec.Struct, array_like=True):
+    replica_id: str
+    address: str
+    max_ongoing_requests: int
+    model_ids: list[str] = []  # models the replica holds or is loading (multiplexing)
+
+
+class DeploymentTarget(msgspec.Struct, array_like=True):
+    """What routers need to know about a deployment: its replicas and queue limit."""
+
+    replicas: list[ReplicaInfo]
+    max_queued_requests: int
+    exists: bool = True
+    autoscaling: bool = False  # routers report their load when set
+
+
+class Update(_Msg, tag=38):
+    key: str
+    version: int
+    routes: list[RouteInfo] | None = None
+    target: DeploymentTarget | None = None
+
+
+class RoutesApplied(_Msg, tag=39):
+    """A proxy tells the controller it now routes with this version of the table."""
+
+    proxy: str
+    version: int
+
+
+class ReportModels(_Msg, tag=40):
+    """A replica tells the controller which models it holds or is loading."""
+
+    app: str
+    deployment: str
+    replica_id: str
+    model_ids: list[str]
+
+
+class ReportLoad(_Msg, tag=41):
+    """A router's ongoing requests (running + queued) for one deployment (autoscaling)."""
+
+    app: str
+    deployment: str
+    router_id: str
+    ongoing: int
+
+
+class SetCanary(_Msg, tag=42):
+    app: str
+    canary_app: str
+    config: dict[str, Any]
+
+
+class EndCanary(_Msg, tag=43):
+    """Promote the canary (it replaces the stable version) or roll it back."""
+
+    app: str
+    promote: bool
+
+
+class ReportTraffic(_Msg, tag=44):
+    """A proxy's counts for one version of a canaried app since its last report."""
+
+    app: str
+    version: str  # "stable" or "canary"
+    requests: int
+    errors: int
+    latencies_ms: list[float]
+
+
+class SetUserConfig(_Msg, tag=45):
+    """Change one deployment's user_config: its replicas reconfigure() in place."""
+
+    app: str
+    deployment: str
+    user_config: Any
+
+
+class ListModels(_Msg, tag=46):
+    """Which replica holds which model, for every deployment that reports models."""
+
+
+class ModelAdmin(_Msg, tag=47):
+    """Ask a deployment's replicas to prewarm, pin, unpin, evict or refresh models."""
+
+    app: str
+    deployment: str
+    op: str
+    model_ids: list[str]
+
+
+class ModelCommand(_Msg, tag=48):
+    """controller → replica: run one model-admin operation on this replica's cache."""
+
+    op: str
+    model_ids: list[str]
+
+
+Message = (
+    HttpRequest
+    | HttpResponse
+    | HttpResponseStart
+    | BodyChunk
+    | StreamEnd
+    | Call
+    | CallResult
+    | StreamItem
+    | ErrorReply
+    | Cancel
+    | InitReplica
+    | Reconfigure
+    | CheckHealth
+    | Drain
+    | GetReplicaStats
+    | Ok
+    | DeployApps
+    | DeleteApps
+    | GetStatus
+    | WaitApps
+    | ListDeployments
+    | GetInfo
+    | Shutdown
+    | Subscribe
+    | Update
+    | RoutesApplied
+    | ReportModels
+    | ReportLoad
+    | SetCanary
+    | EndCanary
+    | ReportTraffic
+    | SetUserConfig
+    | ListModels
+    | ModelAdmin
+    | ModelCommand
+)
+
+# Replies that end a stream: after one of these the stream id is free again.
+FINAL = (HttpResponse, StreamEnd, CallResult, ErrorReply, Ok)

@@ -1,0 +1,50 @@
+"""The benchmark end to end, tiny: real servers, real load, no timing asserted."""
+
+from __future__ import annotations
+
+from benchmarks import http_overhead
+from benchmarks._harness import wrk
+from benchmarks._harness.loadgen import LoadGenerator
+from benchmarks._harness.stats import compare
+from tests.utils import serval_children, wait_for
+
+
+def test_pyload_drives_the_bare_app() -> None:
+    gen = LoadGenerator("python", processes=2)
+    with http_overhead.bare_server() as url:
+        timed = gen.measure(url, 3, 0.5, warmup_s=0.2)
+        counted = gen.measure(url, 4, 30.0, warmup_s=0.0, requests=200)
+    assert timed.requests > 0 and timed.rps > 0
+    assert timed.errors.total == 0
+    assert 0 < timed.p50_ms <= timed.p90_ms <= timed.p99_ms
+    assert 200 <= counted.requests < 200 + 4  # overshoot: at most connections - 1
+    assert counted.errors.total == 0
+
+
+def test_wrk_drives_the_bare_app() -> None:
+    # `make test` installs wrk (scripts/ensure-services.sh): a missing one fails here.
+    assert wrk.available(), "wrk is not installed: run scripts/ensure-services.sh"
+    with http_overhead.bare_server() as url:
+        m = LoadGenerator("wrk").measure(url, 2, 1.0, warmup_s=0)
+    assert m.requests > 0 and m.errors.total == 0
+
+
+def test_http_overhead_smallest_run() -> None:
+    """Bare uvicorn and serval (default options), 1 s each at 2 connections."""
+    plan = http_overhead.Plan(
+        duration_s=1.0,
+        warmup_s=0.5,
+        concurrencies=(2,),
+        systems=(http_overhead.BARE, http_overhead.SERVAL),
+    )
+    (results,) = http_overhead.run_benchmark(plan, LoadGenerator.pick("auto"))
+    wait_for(lambda: not serval_children(), timeout_s=30, what="serval to exit")
+    assert [(r.system, r.concurrency) for r in results] == [
+        (http_overhead.BARE, 2),
+        (http_overhead.SERVAL, 2),
+    ]
+    for r in results:
+        assert r.rps > 0 and r.requests > 0, r
+        assert r.errors == 0, r
+    (comparison,) = compare(results, http_overhead.BARE)
+    assert comparison.rps_ratio > 0

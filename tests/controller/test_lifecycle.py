@@ -1,0 +1,153 @@
+"""Replica lifecycles through real processes: death, health, rolling updates, draining."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+from collections import Counter
+
+import httpx
+from starlette.requests import Request
+
+import serval
+import serval as serve
+from tests.utils import wait_for
+
+FAST_STOP = {"graceful_shutdown_wait_loop_s": 0.3, "graceful_shutdown_timeout_s": 5}
+
+
+@serve.deployment(num_replicas=2, **FAST_STOP)
+class Versioned:
+    def __init__(self, version: str) -> None:
+        self.version = version
+
+    async def __call__(self, request: Request) -> dict:
+        await asyncio.sleep(0.005)
+        return {
+            "version": self.version,
+            "pid": os.getpid(),
+            "replica": serve.get_replica_context().replica_id.unique_id,
+        }
+
+
+@serve.deployment(health_check_period_s=0.2, health_check_timeout_s=1, **FAST_STOP)
+class Flaky:
+    def __init__(self, flag_file: str) -> None:
+        self.flag_file = flag_file
+
+    def check_health(self) -> None:
+        me = serve.get_replica_context().replica_id.unique_id
+        if os.path.exists(self.flag_file):
+            with open(self.flag_file) as f:
+                if f.read() == me:
+                    raise RuntimeError("model went bad")
+
+    def __call__(self, request: Request) -> str:
+        return serve.get_replica_context().replica_id.unique_id
+
+
+@serve.deployment(**FAST_STOP)
+async def sleeper(request: Request) -> str:
+    await asyncio.sleep(float(request.query_params["s"]))
+    return "finished"
+
+
+class Load:
+    """Sends requests from a few threads until stopped; records every outcome."""
+
+    def __init__(self, url: str, threads: int = 4) -> None:
+        self.url = url
+        self.stop = threading.Event()
+        self.ok: list[dict] = []
+        self.failures: list[str] = []
+        self._threads = [threading.Thread(target=self._run) for _ in range(threads)]
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=30) as c:
+            while not self.stop.is_set():
+                try:
+                    r = c.get(self.url)
+                    if r.status_code == 200:
+                        self.ok.append(r.json())
+                    else:
+                        self.failures.append(f"{r.status_code}: {r.text}")
+                except httpx.HTTPError as exc:
+                    self.failures.append(repr(exc))
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self._threads:
+            t.join()
+
+
+def test_killed_replica_is_replaced_while_requests_keep_succeeding(runtime_serve: str) -> None:
+    serval.run(Versioned.bind("v1"), name="v", route_prefix="/v")
+    with Load(f"{runtime_serve}/v") as load:
+        wait_for(lambda: len(load.ok) > 50, what="traffic")
+        victim = load.ok[-1]["pid"]
+        os.kill(victim, signal.SIGKILL)
+        wait_for(
+            lambda: (
+                any(r["pid"] != victim for r in load.ok[-20:])
+                and len({r["pid"] for r in load.ok[-40:]}) == 2
+                and victim not in {r["pid"] for r in load.ok[-40:]}
+            ),
+            what="a replacement replica serving",
+        )
+    assert load.failures == []
+    assert serval.status().applications["v"].deployments["Versioned"].replica_states == {
+        "RUNNING": 2
+    }
+
+
+def test_rolling_update_under_load_has_zero_failures(runtime_serve: str) -> None:
+    serval.run(Versioned.bind("v1"), name="v", route_prefix="/v")
+    with Load(f"{runtime_serve}/v") as load:
+        wait_for(lambda: len(load.ok) > 50, what="traffic")
+        serval.run(Versioned.bind("v2"), name="v", route_prefix="/v")  # new code → roll
+        n = len(load.ok)
+        wait_for(lambda: len(load.ok) > n + 50, what="traffic after the update")
+    assert load.failures == []
+    versions = [r["version"] for r in load.ok]
+    assert versions[0] == "v1"
+    assert set(versions[n:][-40:]) == {"v2"}
+    first_v2 = versions.index("v2")
+    assert "v2" in versions[first_v2:] and Counter(versions)["v1"] > 0
+
+
+def test_unhealthy_replica_is_replaced(serve: str, tmp_path: object) -> None:
+    flag = os.path.join(str(tmp_path), "bad")
+    handle = serval.run(Flaky.bind(flag), name="f", route_prefix="/f")
+    first = handle.remote(None).result()
+    with open(flag, "w") as f:  # this replica (only) turns unhealthy
+        f.write(first)
+    wait_for(
+        lambda: handle.remote(None).result() != first,
+        timeout_s=20,
+        what="a new replica after failed health checks",
+    )
+    assert serval.status().applications["f"].status == "RUNNING"
+
+
+def test_delete_drains_in_flight_requests(serve: str) -> None:
+    serval.run(sleeper.bind(), name="s", route_prefix="/s")
+    result: dict[str, httpx.Response] = {}
+
+    def call() -> None:
+        result["r"] = httpx.get(f"{serve}/s", params={"s": "1.0"}, timeout=30)
+
+    t = threading.Thread(target=call)
+    t.start()
+    time.sleep(0.3)
+    serval.delete("s")  # waits until the replica drained
+    t.join()
+    assert result["r"].status_code == 200
+    assert result["r"].text == "finished"

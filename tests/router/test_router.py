@@ -1,0 +1,146 @@
+"""The router's choices, queue, backpressure and retries, against in-memory replicas."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from serval.exceptions import BackPressureError, NotFoundError, ReplicaUnavailableError
+from serval.router.replica_client import FakeReplicaClient, ReplicaClient
+from serval.router.router import Router
+from serval.transport.messages import (
+    Call,
+    CallResult,
+    DeploymentTarget,
+    ErrorReply,
+    Message,
+    ReplicaInfo,
+)
+
+
+def target(*ids: str, max_ongoing: int = 2, max_queued: int = -1) -> DeploymentTarget:
+    return DeploymentTarget([ReplicaInfo(i, f"fake:{i}", max_ongoing) for i in ids], max_queued)
+
+
+class Replicas:
+    """Fake replicas that answer when released, so tests control in-flight counts."""
+
+    def __init__(self) -> None:
+        self.clients: dict[str, FakeReplicaClient] = {}
+        self.dead: set[str] = set()
+
+    def factory(self, address: str) -> ReplicaClient:
+        rid = address.split(":", 1)[1]
+
+        def answer(msg: Message) -> list[Message]:
+            if rid in self.dead:
+                return [ErrorReply("unavailable", "ConnectionLost", f"{rid} is dead")]
+            return [CallResult(rid.encode())]
+
+        client = self.clients[rid] = FakeReplicaClient(answer)
+        return client
+
+
+def call() -> Call:
+    return Call("__call__", b"")
+
+
+async def test_spreads_load_and_releases() -> None:
+    fakes = Replicas()
+    router = Router("app/d", fakes.factory)
+    router.update(target("a", "b"))
+    seen = set()
+    for _ in range(50):
+        a = await router.assign(call())
+        assert isinstance(a.first, CallResult)
+        seen.add(a.first.payload)
+    assert seen == {b"a", b"b"}
+    assert router.in_flight == 0
+
+
+async def test_waits_when_full_and_backpressure_when_queue_full() -> None:
+    release = asyncio.Event()
+
+    class Slow(ReplicaClient):
+        async def open(self, msg: Message):  # type: ignore[no-untyped-def]
+            await release.wait()
+            return await FakeReplicaClient(lambda m: [CallResult(b"ok")]).open(msg)
+
+        def close(self) -> None:
+            pass
+
+    router = Router("app/d", lambda addr: Slow())
+    router.update(target("a", max_ongoing=1, max_queued=1))
+    first = asyncio.ensure_future(router.assign(call()))
+    await asyncio.sleep(0)
+    second = asyncio.ensure_future(router.assign(call()))  # queued
+    await asyncio.sleep(0)
+    assert router.queued == 1
+    with pytest.raises(BackPressureError, match="max_queued_requests=1"):
+        await router.assign(call())
+    release.set()
+    assert isinstance((await first).first, CallResult)
+    assert isinstance((await second).first, CallResult)
+    assert router.queued == 0 and router.in_flight == 0
+
+
+async def test_requests_wait_for_the_first_replicas() -> None:
+    fakes = Replicas()
+    router = Router("app/d", fakes.factory)
+    pending = asyncio.ensure_future(router.assign(call()))
+    await asyncio.sleep(0.01)
+    assert not pending.done()
+    router.update(target("a"))
+    assert (await asyncio.wait_for(pending, 1)).first == CallResult(b"a")
+
+
+async def test_retries_on_an_unavailable_replica() -> None:
+    fakes = Replicas()
+    router = Router("app/d", fakes.factory)
+    router.update(target("a", "b"))
+    fakes.dead.add("a")
+    for _ in range(20):
+        assert (await router.assign(call())).first == CallResult(b"b")
+    fakes.dead.add("b")
+    with pytest.raises(ReplicaUnavailableError, match="3 attempts"):
+        await asyncio.wait_for(router.assign(call()), 10)
+
+
+async def test_unknown_deployment_is_not_found_and_removed_replicas_close() -> None:
+    fakes = Replicas()
+    router = Router("app/d", fakes.factory)
+    router.update(target("a"))
+    router.update(target("b"))
+    assert fakes.clients["a"].closed
+    assert router.replica_ids == ["b"]
+    router.update(DeploymentTarget([], -1, exists=False))
+    with pytest.raises(NotFoundError, match="app/d"):
+        await router.assign(call())
+
+
+def test_rendezvous_order_is_stable_and_spreads_models() -> None:
+    from serval.router.model_choice import rendezvous_order
+
+    ids = ["r1", "r2", "r3"]
+    assert rendezvous_order("m1", ids) == rendezvous_order("m1", list(reversed(ids)))
+    firsts = {rendezvous_order(f"m{i}", ids)[0] for i in range(100)}
+    assert firsts == set(ids)
+
+
+async def test_model_requests_stick_to_one_replica_then_to_holders() -> None:
+    fakes = Replicas()
+    router = Router("app/d", fakes.factory)
+    router.update(target("a", "b", "c", max_ongoing=10))
+    cold = [
+        (await router.assign(Call("__call__", b"", model_id="m7"))).replica_id for _ in range(30)
+    ]
+    assert len(set(cold)) == 1, "a cold model must go to one replica, not several"
+    # The controller reports replica "c" holds m7 now: requests follow the holder.
+    infos = [ReplicaInfo(i, f"fake:{i}", 10, ["m7"] if i == "c" else []) for i in "abc"]
+    router.update(DeploymentTarget(infos, -1))
+    router._recent.clear()
+    held = {
+        (await router.assign(Call("__call__", b"", model_id="m7"))).replica_id for _ in range(20)
+    }
+    assert held == {"c"}

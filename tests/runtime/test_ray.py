@@ -1,0 +1,65 @@
+"""The ray runtime's own behaviour (the core end-to-end tests also run on it)."""
+
+from __future__ import annotations
+
+import pytest
+
+import serval
+from serval.exceptions import ConfigError, ServalError
+from tests.utils import free_port
+
+
+@pytest.mark.ray
+def test_unreachable_ray_address_is_a_clear_error(serval_home: str) -> None:
+    port = free_port()  # nothing listens there
+    with pytest.raises(ServalError, match=f"cannot reach the Ray cluster at '127.0.0.1:{port}'"):
+        serval.start(http_options={"port": free_port()}, runtime="ray", address=f"127.0.0.1:{port}")
+
+
+def test_unknown_runtime_is_refused(serval_home: str) -> None:
+    with pytest.raises(ConfigError, match="unknown runtime 'kubernetes'"):
+        serval.start(runtime="kubernetes")
+
+
+def test_importing_serval_does_not_import_ray() -> None:
+    import subprocess
+    import sys
+
+    code = "import serval, sys; print('ray' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@serval.deployment(num_replicas=3, ray_actor_options={"num_cpus": 1})
+def where(request: object) -> str:
+    import os
+
+    return os.environ["SERVAL_NODE_ID"]
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_replicas_spread_over_a_multi_node_cluster(
+    serval_home: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+    from ray.cluster_utils import Cluster
+
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
+    )
+    try:
+        for _ in range(2):
+            cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        port = free_port()
+        serval.start(http_options={"port": port}, runtime="ray", address=cluster.address)
+        serval.run(where.bind(), name="where", route_prefix="/where")
+        with httpx.Client(timeout=30) as c:
+            nodes = {c.get(f"http://127.0.0.1:{port}/where").text for _ in range(60)}
+        assert len(nodes) == 3, f"replicas should run on 3 nodes, saw {nodes}"
+        serval.shutdown()
+    finally:
+        cluster.shutdown()
