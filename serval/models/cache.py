@@ -35,7 +35,7 @@ from serval.exceptions import (
     ModelNotFoundError,
     ServalError,
 )
-from serval.models._release import reclaim_memory, release
+from serval.models._release import Reclaimer, release
 from serval.models._slots import LoadSlots, Ticket
 from serval.models.config import CacheConfig, validated
 from serval.models.eviction import Budget, make_admission, make_policy
@@ -102,7 +102,7 @@ class ModelCache:
         )
         self._slots = LoadSlots(self.config.max_concurrent_loads)
         self._stats = TierStats()
-        self._reclaim_scheduled = False
+        self._reclaimer = Reclaimer()  # gc + malloc_trim, at most once a second
 
     def __repr__(self) -> str:
         return (
@@ -187,11 +187,13 @@ class ModelCache:
         return await asyncio.shield(task)
 
     async def clear(self) -> None:
-        """Unload every model (pins included) and cancel loads in flight."""
-        for load in list(self._loading.values()):
-            load.task.cancel()
-        for task in list(self._refreshing.values()):
+        """Unload every model (pins included) and cancel loads in flight; returns once
+        the cancelled loads have stopped, so none slips in afterwards."""
+        stopping = [load.task for load in self._loading.values()]
+        stopping += self._refreshing.values()
+        for task in stopping:
             task.cancel()
+        await asyncio.gather(*stopping, return_exceptions=True)
         self._pinned.clear()
         leaving = list(self._entries.items())
         self._entries.clear()
@@ -347,14 +349,8 @@ class ModelCache:
             logger.info("unloading model %r (%d bytes)", model_id, entry.size)
             await release(model_id, entry.model)
             entry.model = None
-        if leaving and not self._reclaim_scheduled:
-            # Once per burst of evictions, after the callers waiting now are answered.
-            self._reclaim_scheduled = True
-            asyncio.get_running_loop().call_soon(self._reclaim)
-
-    def _reclaim(self) -> None:
-        self._reclaim_scheduled = False
-        reclaim_memory()
+        if leaving:
+            self._reclaimer.request(sum(entry.size for _, entry in leaving))
 
 
 def _check_id(model_id: object) -> None:

@@ -16,7 +16,9 @@ _SPREADS = np.array([[0.35, 0.38, 0.17, 0.1], [0.5, 0.3, 0.47, 0.2], [0.6, 0.3, 
 def iris(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """150 rows, 4 features, 3 classes of 50, like Fisher's iris."""
     rng = np.random.default_rng(seed)
-    X = np.concatenate([rng.normal(m, s, size=(50, 4)) for m, s in zip(_MEANS, _SPREADS)])
+    X = np.concatenate(
+        [rng.normal(m, s, size=(50, 4)) for m, s in zip(_MEANS, _SPREADS, strict=True)]
+    )
     y = np.repeat(np.arange(3), 50)
     return X.astype(np.float32), y
 

@@ -3,6 +3,7 @@ on disk, a Redis of our own that a test may kill."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import tempfile
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import serval.models as models
-from serval.models import _api, multiplexed
+from serval.models import _api
 from tests._services import start_redis_server
 from tests.models import _data
 from tests.utils import free_port
@@ -27,7 +28,8 @@ async def clean_models_state(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[N
     yield
     await models.close()
     _api._State.config = None
-    multiplexed._PINNED.clear()
+    # The module, not the decorator serval.models re-exports under the same name.
+    importlib.import_module("serval.models.multiplexed")._PINNED.clear()
 
 
 @pytest.fixture
