@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: setup
-	$(PY) -m serval.demo
+	$(PY) -m serval.apps.many_models_demo
 
 services:
 	bash scripts/ensure-services.sh

@@ -10,6 +10,8 @@ written as ``<root>/<tenant>/<version>/model.joblib``: the DirectoryRegistry lay
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -93,14 +95,24 @@ def train(spec: TenantSpec) -> dict[str, Any]:
 
 
 def write_tenant(root: str, spec: TenantSpec) -> str:
+    """Publish ``spec`` as ``<root>/<tenant>/<version>/model.joblib``: written under a
+    hidden temporary directory and renamed into place, so a replica never sees a
+    version directory without its model file (the registry ignores hidden names)."""
     import joblib
 
-    path = os.path.join(root, spec.name, str(spec.version))
-    os.makedirs(path, exist_ok=True)
-    target = os.path.join(path, "model.joblib")
-    tmp = target + ".tmp"
-    joblib.dump(train(spec), tmp)
-    os.replace(tmp, target)
+    folder = os.path.join(root, spec.name)
+    final = os.path.join(folder, str(spec.version))
+    target = os.path.join(final, "model.joblib")
+    if os.path.exists(target):
+        return target
+    os.makedirs(folder, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".v{spec.version}-", dir=folder)
+    try:
+        joblib.dump(train(spec), os.path.join(staging, "model.joblib"))
+        os.rename(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return target
 
 

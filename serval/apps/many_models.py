@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import random
 from typing import Any
 
+import pydantic
 from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -52,19 +54,27 @@ class ManyModelsConfig(_Options):
     max_models_per_replica: int = Field(64, ge=1)
     max_bytes: str | int = "1GiB"
     max_ongoing_requests: int = Field(32, ge=1)
+    watch_interval_s: float = Field(30.0, ge=0)  # check the registry for new versions
 
 
 @serval.deployment(graceful_shutdown_wait_loop_s=0.5)
 class Scorer:
     """One pool: replicas that load tenant models on demand and keep the hot ones."""
 
-    def __init__(self, pool: str, registry: str, warm: str | None) -> None:
+    def __init__(self, pool: str, config: ManyModelsConfig) -> None:
         import serval.models
 
         self.pool = pool
-        serval.models.configure(registry=registry, **({"warm": warm} if warm else {}))
+        serval.models.configure(
+            registry=config.registry,
+            watch_interval_s=config.watch_interval_s,
+            **({"warm": config.warm} if config.warm else {}),
+        )
+        serval.models.cache_of(self.get_model).resize(
+            max_models=config.max_models_per_replica, max_bytes=config.max_bytes
+        )
 
-    @serval.multiplexed(max_num_models_per_replica=64)
+    @serval.multiplexed(max_num_models_per_replica=64, max_concurrent_loads=8)
     async def get_model(self, model_id: str) -> Any:
         import serval.models
         from serval.apps._tenants import as_model
@@ -72,8 +82,9 @@ class Scorer:
         return as_model(await serval.models.load(model_id))
 
     async def score(self, data: list[list[float]]) -> dict[str, Any]:
-        tenant = serval.get_multiplexed_model_id()
-        model = await self.get_model(tenant)
+        model_id = serval.get_multiplexed_model_id()
+        tenant = model_id.partition("@")[0]
+        model = await self.get_model(model_id)
         try:
             prediction = model.predict(data)
         except ValueError as exc:
@@ -99,9 +110,24 @@ class Dispatcher:
         self.pools = pools
         self.shared = shared
         self.mapping: dict[str, str] = {}
+        self.canaries: dict[str, ModelCanary] = {}
+        self._random = random.Random()
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         self.mapping = dict(config.get("mapping", {}))
+        self.canaries = {
+            t: ModelCanary.model_validate(c) for t, c in config.get("model_canaries", {}).items()
+        }
+
+    def model_id_of(self, tenant: str) -> str:
+        """The model id a request for ``tenant`` loads: ``tenant`` (its latest version),
+        or ``tenant@<version>`` for the share of its traffic a per-model canary takes."""
+        canary = self.canaries.get(tenant)
+        if canary is None:
+            return tenant
+        if self._random.random() < canary.weight:
+            return f"{tenant}@{canary.version}"
+        return f"{tenant}@{canary.stable}" if canary.stable else tenant
 
     def pool_of(self, tenant: str) -> str:
         pool = self.mapping.get(tenant)
@@ -122,14 +148,22 @@ class Dispatcher:
                 return JSONResponse(await self.score(await _json(request)))
             if request.method == "POST" and path == "update_dedicated_pool":
                 return JSONResponse(await self.update_pools(await _json(request)))
+            if request.method == "POST" and path == "model_canary":
+                return JSONResponse(await self.set_canary(await _json(request)))
             if request.method == "GET" and path == "pools":
-                return JSONResponse({"mapping": self.mapping, "pools": sorted(self.pools)})
+                return JSONResponse(
+                    {
+                        "mapping": self.mapping,
+                        "pools": sorted(self.pools),
+                        "model_canaries": {t: c.model_dump() for t, c in self.canaries.items()},
+                    }
+                )
         except ServalError as exc:
             return JSONResponse({"error": str(exc)}, http_status_for(exc))
         return JSONResponse(
             {
                 "error": f"no route {request.method} {request.url.path}; try "
-                "POST /score, POST /update_dedicated_pool, GET /pools"
+                "POST /score, POST /update_dedicated_pool, POST /model_canary, GET /pools"
             },
             404,
         )
@@ -148,10 +182,40 @@ class Dispatcher:
         ):
             raise BadRequestError("field 'data' must be a non-empty list of rows of numbers")
         handle = self._handle(self.pool_of(tenant))
-        result: dict[str, Any] = await handle.options(multiplexed_model_id=tenant).score.remote(
+        model_id = self.model_id_of(tenant)
+        result: dict[str, Any] = await handle.options(multiplexed_model_id=model_id).score.remote(
             data
         )
         return result
+
+    async def set_canary(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``{"tenant": t, "version": v, "weight": w, "stable": s}``: send ``w`` of
+        ``t``'s traffic to version ``v`` and the rest to ``s`` (a version or alias;
+        omitted: the latest), both prewarmed first; ``weight`` 0 ends the canary."""
+        tenant = body.get("tenant")
+        if not isinstance(tenant, str) or not tenant or "@" in tenant:
+            raise BadRequestError("field 'tenant' must be a tenant name (no '@version')")
+        try:
+            canary = ModelCanary.model_validate(
+                {k: body.get(k) for k in ("version", "weight", "stable")}
+            )
+        except pydantic.ValidationError as exc:
+            raise BadRequestError(_first_error(exc)) from None
+        canaries = {t: c.model_dump() for t, c in self.canaries.items()}
+        if canary.weight == 0:
+            canaries.pop(tenant, None)
+        else:
+            # Unknown versions fail here (404 naming them), before any traffic moves.
+            handle = self._handle(self.pool_of(tenant))
+            for selector in (canary.version, canary.stable):
+                model_id = f"{tenant}@{selector}" if selector else tenant
+                await handle.options(multiplexed_model_id=model_id).prewarm.remote()
+            canaries[tenant] = canary.model_dump()
+        ctx = serval.get_replica_context()
+        await serval.api.update_user_config_async(
+            ctx.app_name, ctx.deployment, {"mapping": self.mapping, "model_canaries": canaries}
+        )
+        return {"model_canaries": canaries}
 
     async def update_pools(self, body: dict[str, Any]) -> dict[str, Any]:
         mapping = body.get("mapping")
@@ -172,8 +236,29 @@ class Dispatcher:
                 await self._handle(pool).options(multiplexed_model_id=tenant).prewarm.remote()
                 prewarmed.append(tenant)
         ctx = serval.get_replica_context()
-        await serval.api.update_user_config_async(ctx.app_name, ctx.deployment, {"mapping": new})
+        canaries = {t: c.model_dump() for t, c in self.canaries.items()}
+        await serval.api.update_user_config_async(
+            ctx.app_name, ctx.deployment, {"mapping": new, "model_canaries": canaries}
+        )
         return {"mapping": new, "prewarmed": prewarmed}
+
+
+_VERSION = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$"  # a version or an alias
+
+
+class ModelCanary(pydantic.BaseModel):
+    """A per-model canary: ``weight`` of a tenant's requests go to ``version``, the rest
+    to ``stable`` (a version or alias; ``None``: the latest version)."""
+
+    version: str = Field(pattern=_VERSION)
+    weight: float = Field(ge=0, le=1)
+    stable: str | None = Field(None, pattern=_VERSION)
+
+
+def _first_error(exc: pydantic.ValidationError) -> str:
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err["loc"])
+    return f"field {field!r}: {err['msg']}"
 
 
 async def _json(request: Request) -> dict[str, Any]:
@@ -200,7 +285,7 @@ def build_app(config: ManyModelsConfig | dict[str, Any]) -> Application:
             name=f"pool_{pool}" if pool != SHARED else SHARED,
             num_replicas=replicas,
             max_ongoing_requests=cfg.max_ongoing_requests,
-        ).bind(pool, cfg.registry, cfg.warm)
+        ).bind(pool, cfg)
 
     pools = {name: scorer(name, n) for name, n in cfg.pools.items()}
     return Dispatcher.options(  # type: ignore[attr-defined, no-any-return]

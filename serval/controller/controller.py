@@ -16,6 +16,7 @@ from typing import Any
 from serval.canary import CanaryConfig
 from serval.controller.application_state import Application, ApplicationStatus
 from serval.controller.canary_state import CanaryState
+from serval.controller.checkpoint import Checkpointer
 from serval.controller.deployment_state import DeploymentState, Deps
 from serval.controller.proxy_state import ProxyState
 from serval.controller.publisher import ROUTES, Publisher
@@ -55,9 +56,15 @@ TICK_S = 0.25
 
 class Controller:
     def __init__(
-        self, address: str, runtime: Runtime, proxy: ProxyState | None, info: dict[str, Any]
+        self,
+        address: str,
+        runtime: Runtime,
+        proxy: ProxyState | None,
+        info: dict[str, Any],
+        checkpoint: Checkpointer | None = None,
     ) -> None:
         self.address = address
+        self.checkpoint = checkpoint
         self.runtime = runtime
         self.proxy = proxy
         self.info = info
@@ -73,8 +80,6 @@ class Controller:
     # -- the loop ------------------------------------------------------------------
 
     async def run(self) -> None:
-        if self.proxy is not None:
-            await self.proxy.start()
         while not self.stopped.is_set():
             try:
                 await asyncio.wait_for(self._wake.wait(), TICK_S)
@@ -96,6 +101,8 @@ class Controller:
         self.publisher.publish_routes(self._routes())
         if self.proxy is not None and not self.stopped.is_set():
             self.proxy.ensure_running()
+        if self.checkpoint is not None:
+            self.checkpoint.save(self)
 
     def _routes(self) -> list[RouteInfo]:
         routes = []
@@ -219,8 +226,8 @@ class Controller:
         return await self.wait_apps([msg.app], 60)
 
     def _on_routes_applied(self, msg: RoutesApplied) -> None:
-        if self.proxy is not None and msg.proxy == self.proxy.name:
-            self.proxy.routes_version = max(self.proxy.routes_version, msg.version)
+        if self.proxy is not None:
+            self.proxy.routes_applied(msg.proxy, msg.version)
 
     def deploy(self, specs: list[AppSpec]) -> None:
         taken = {r.prefix: r.app for r in self._routes()}
@@ -307,7 +314,7 @@ class Controller:
         after ``serval.run()`` returns finds its route."""
         if self.proxy is None or self.stopped.is_set():
             return True
-        return self.proxy.routes_version >= self.publisher.current(ROUTES).version
+        return self.proxy.caught_up(self.publisher.current(ROUTES).version)
 
     async def delete(self, names: list[str], wait: bool) -> None:
         for name in names:
@@ -348,7 +355,7 @@ class Controller:
                     for dname, d in app.deployments.items()
                 },
             }
-        proxies = {} if self.proxy is None else {self.proxy.name: self.proxy.status()}
+        proxies = {} if self.proxy is None else self.proxy.statuses()
         return {"applications": apps, "proxies": proxies, "info": self.info}
 
     def _canary_status(self, app: str) -> dict[str, Any] | None:

@@ -44,9 +44,10 @@ from serval.models._api import (
 )
 from serval.models.cache import ModelCache
 from serval.models.config import CacheConfig, StoreConfig
-from serval.models.multiplexed import loaded_model_ids, multiplexed
+from serval.models.multiplexed import cache_of, loaded_model_ids, multiplexed
 from serval.models.stats import ModelStats, TierStats
 from serval.models.store import ModelStore
+from serval.models.watch import VersionWatcher
 
 __all__ = [
     "CacheConfig",
@@ -55,6 +56,8 @@ __all__ = [
     "ModelStore",
     "StoreConfig",
     "TierStats",
+    "VersionWatcher",
+    "cache_of",
     "close",
     "configure",
     "current_config",

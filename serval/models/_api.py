@@ -24,6 +24,7 @@ from serval.models.config import StoreConfig, validated
 from serval.models.multiplexed import caches, pin_everywhere, unpin_everywhere
 from serval.models.stats import ModelStats, TierStats
 from serval.models.store import ModelStore
+from serval.models.watch import VersionWatcher
 
 __all__ = [
     "close",
@@ -47,6 +48,7 @@ class _State:
     store: ModelStore | None = None
     loop: asyncio.AbstractEventLoop | None = None  # the loop the store's clients live on
     custom = False  # installed by use_store()
+    watcher: VersionWatcher | None = None  # follows new versions of the cached models
     closing: set[asyncio.Task[None]] = set()
 
 
@@ -89,8 +91,11 @@ def store() -> ModelStore:
     if _State.store is not None and (_State.custom or _State.loop is loop):
         return _State.store
     _drop_store()
-    _State.store = ModelStore.from_config(current_config())
+    config = current_config()
+    _State.store = ModelStore.from_config(config)
     _State.loop = loop
+    _State.watcher = VersionWatcher(_State.store, config.watch_interval_s)
+    _State.watcher.start()
     logger.info("model store: %r", _State.store)
     return _State.store
 
@@ -172,8 +177,11 @@ async def close() -> None:
     """Close this process's store (pending warm writes finish, connections close); the
     next :func:`load` builds it again. Model caches are left as they are."""
     current, _State.store = _State.store, None
+    watcher, _State.watcher = _State.watcher, None
     _State.custom = False
     _State.loop = None
+    if watcher is not None:
+        await watcher.aclose()
     if current is not None:
         await current.close()
     if _State.closing:
@@ -182,6 +190,9 @@ async def close() -> None:
 
 def _drop_store() -> None:
     """Forget the current store, closing it in the background when that is possible."""
+    watcher, _State.watcher = _State.watcher, None
+    if watcher is not None:
+        watcher.stop()
     current, _State.store = _State.store, None
     loop, _State.loop = _State.loop, None
     _State.custom = False

@@ -8,6 +8,7 @@
 ``SERVAL_MODELS_WARM_POLICY``      the warm tier's eviction policy (``gdsf``)
 ``SERVAL_MODELS_HMAC_KEY``         the key warm-tier blobs are signed with
 ``SERVAL_MODELS_LOADER``           force one loader (``joblib``, ``module:func``)
+``SERVAL_MODELS_WATCH_INTERVAL_S`` seconds between checks for new versions (``30``)
 =================================  ===============================================
 
 Replicas inherit the environment of the process that starts them (or get it from
@@ -31,6 +32,7 @@ _VARIABLES = {
     "SERVAL_MODELS_WARM_POLICY": "warm_policy",
     "SERVAL_MODELS_HMAC_KEY": "hmac_key",
     "SERVAL_MODELS_LOADER": "loader",
+    "SERVAL_MODELS_WATCH_INTERVAL_S": "watch_interval_s",
 }
 
 

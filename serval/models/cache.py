@@ -103,6 +103,7 @@ class ModelCache:
         self._slots = LoadSlots(self.config.max_concurrent_loads)
         self._stats = TierStats()
         self._reclaimer = Reclaimer()  # gc + malloc_trim, at most once a second
+        self._background: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         return (
@@ -162,6 +163,33 @@ class ModelCache:
     @property
     def pinned(self) -> frozenset[str]:
         return frozenset(self._pinned)
+
+    def resize(self, **limits: Any) -> list[str]:
+        """Change ``max_models`` / ``max_bytes`` (``None``: no limit) of a live cache;
+        models over the new limits are evicted (pinned ones stay). Returns the evicted
+        ids. Evicting needs the cache's event loop; an empty cache resizes anywhere
+        (a deployment's ``__init__``, say).
+
+        Example::
+
+            serval.models.cache_of(self.get_model).resize(max_models=200, max_bytes="8GiB")
+        """
+        unknown = sorted(set(limits) - {"max_models", "max_bytes"})
+        if unknown:
+            raise TypeError(f"resize() takes max_models and max_bytes, not {unknown}")
+        self.config = validated(
+            CacheConfig, {**self.config.model_dump(), **limits}, "ModelCache.resize()"
+        )
+        self._budget.max_entries = self.config.max_models
+        self._budget.max_bytes = self.config.max_bytes
+        victims = self._budget.over_budget(protected=self._pinned)
+        leaving = [(v, self._entries.pop(v)) for v in victims if v in self._entries]
+        if leaving:
+            self._stats.evictions += len(leaving)
+            task = asyncio.get_running_loop().create_task(self._release(leaving))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        return victims
 
     async def evict(self, model_id: str) -> bool:
         """Unpin and unload ``model_id`` now; whether it was loaded."""

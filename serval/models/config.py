@@ -110,6 +110,9 @@ class StoreConfig(_Options):
     hmac_key: str | None = Field(None, min_length=16, repr=False)
     loader: str | None = None
     redis_chunk_bytes: int = 4 * 1024**2
+    # How often replicas ask the registry whether the models they hold moved to a new
+    # version (or their alias moved); 0 turns watching off (`refresh` still works).
+    watch_interval_s: float = Field(30.0, ge=0, allow_inf_nan=False)
 
     @field_validator("warm_max_bytes", "redis_chunk_bytes", mode="before")
     @classmethod

@@ -34,7 +34,7 @@ from serval.models.cache import ModelCache
 from serval.models.config import CacheConfig, validated
 from serval.models.sizing import Sizer
 
-__all__ = ["MODEL_OPS", "admin", "caches", "loaded_model_ids", "multiplexed"]
+__all__ = ["MODEL_OPS", "admin", "cache_of", "caches", "loaded_model_ids", "multiplexed"]
 
 M = TypeVar("M")
 Method = Callable[[Any, str], Coroutine[Any, Any, M]]
@@ -215,6 +215,25 @@ def multiplexed(
 
 
 # -- the replica's side -------------------------------------------------------------------
+
+
+def cache_of(method: Callable[..., Any]) -> ModelCache:
+    """The cache behind a ``@serval.multiplexed`` bound method (or function), to tune
+    it per instance (:meth:`ModelCache.resize`) or read its stats.
+
+    Example::
+
+        def __init__(self, max_models: int):
+            serval.models.cache_of(self.get_model).resize(max_models=max_models)
+    """
+    func = getattr(method, "__func__", method)
+    spec = getattr(func, _MARK, None)
+    if not isinstance(spec, _Multiplexed):
+        raise TypeError(f"{method!r} is not a @serval.multiplexed function or bound method")
+    owner = getattr(method, "__self__", None)
+    if spec.is_method and owner is None:
+        raise TypeError(f"pass the bound method (self.{spec.func.__name__}), not the function")
+    return spec.cache_for(owner)
 
 
 def caches() -> list[ModelCache]:

@@ -59,6 +59,7 @@ class ModelStore:
         self.loader = loader
         self._cold = TierStats()
         self._puts: set[asyncio.Task[bool]] = set()
+        self._served: dict[str, ModelRef] = {}  # model id -> the version last loaded for it
 
     @classmethod
     def from_config(cls, config: StoreConfig | dict[str, Any]) -> ModelStore:
@@ -73,6 +74,15 @@ class ModelStore:
     async def load(self, model_id: str) -> Any:
         """The model ``model_id`` names, deserialized (see the module docs)."""
         ref = await self.resolve(model_id)
+        model = await self._load_ref(model_id, ref)
+        self._served[model_id] = ref
+        return model
+
+    def served_version(self, model_id: str) -> ModelRef | None:
+        """The version :meth:`load` last returned for ``model_id`` (``None``: never)."""
+        return self._served.get(model_id)
+
+    async def _load_ref(self, model_id: str, ref: ModelRef) -> Any:
         artifact = await self._from_warm(ref)
         if artifact is not None:
             try:

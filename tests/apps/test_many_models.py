@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
+import json
 import os
+import threading
+from collections import Counter
 
 import httpx
 import pytest
 
 import serval
-from serval.apps._tenants import generate, sample_rows
+from serval.apps._tenants import generate, sample_rows, tenant_specs, write_tenant
 from serval.apps.many_models import ManyModelsConfig, build_app
-from tests.utils import free_port
+from tests.utils import free_port, wait_for
 
 ROWS = sample_rows(3)
 
@@ -35,6 +39,7 @@ def many(serval_home: str, registry: str) -> str:
         pools={"pool1": 1},
         mapping={"tenant1": "pool1"},
         max_models_per_replica=8,
+        watch_interval_s=0.3,
     )
     serval.run(build_app(config), name="mm", route_prefix="/")
     return f"http://127.0.0.1:{port}"
@@ -94,3 +99,101 @@ def test_bad_input(many: str) -> None:
     assert r.status_code == 404 and "tenant999999" in r.text
     r = httpx.post(f"{many}/update_dedicated_pool", json={"mapping": {"tenant4": "nope"}})
     assert r.status_code == 400 and "unknown pool" in r.text
+
+
+def publish(registry: str, tenant: str, version: int) -> None:
+    """A new version of ``tenant`` appears in the registry (atomically, as in production)."""
+    spec = next(s for s in tenant_specs(40) if s.name == tenant)
+    write_tenant(registry, dataclasses.replace(spec, version=version))
+
+
+def set_alias(registry: str, tenant: str, alias: str, version: int) -> None:
+    path = os.path.join(registry, tenant, "aliases.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump({alias: str(version)}, f)
+    os.replace(path + ".tmp", path)
+
+
+def test_version_swap_under_load_has_no_errors_and_no_mixed_answers(
+    many: str, registry: str
+) -> None:
+    assert score(many, "tenant20").json()["version"] == 1
+    answers: list[tuple[int, object]] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        with httpx.Client(timeout=60) as c:
+            while not stop.is_set():
+                r = c.post(f"{many}/score", json={"tenant": "tenant20", "data": ROWS})
+                answers.append((r.status_code, r.json().get("version")))
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        wait_for(lambda: len(answers) > 20, timeout_s=30, what="traffic before the swap")
+        publish(registry, "tenant20", 2)  # the watcher (0.3 s) swaps it in
+        wait_for(
+            lambda: any(v == 2 for _, v in answers[-5:]), timeout_s=30, what="version 2 answering"
+        )
+        seen = len(answers)
+        wait_for(lambda: len(answers) > seen + 40, timeout_s=30, what="traffic after the swap")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert {code for code, _ in answers} == {200}
+    assert {v for _, v in answers} == {1, 2}  # each answer names one version
+    first_new = next(i for i, (_, v) in enumerate(answers) if v == 2)
+    # once every holder swapped, nothing answers from version 1 again
+    assert all(v == 2 for _, v in answers[first_new + 20 :])
+
+
+def test_alias_move_is_followed(many: str, registry: str) -> None:
+    publish(registry, "tenant21", 2)
+    set_alias(registry, "tenant21", "production", 1)
+    assert score(many, "tenant21@production").json()["version"] == 1
+    assert score(many, "tenant21").json()["version"] == 2  # the latest
+    set_alias(registry, "tenant21", "production", 2)
+    wait_for(
+        lambda: score(many, "tenant21@production").json()["version"] == 2,
+        timeout_s=30,
+        what="the alias move to reach the replicas",
+    )
+
+
+def test_per_model_canary_splits_by_weight(many: str, registry: str) -> None:
+    publish(registry, "tenant22", 2)
+    r = httpx.post(
+        f"{many}/model_canary",
+        timeout=60,
+        json={"tenant": "tenant22", "version": "2", "weight": 0.3, "stable": "1"},
+    )
+    assert r.status_code == 200, r.text
+    versions = Counter(score(many, "tenant22").json()["version"] for _ in range(200))
+    assert set(versions) == {1, 2} and 30 <= versions[2] <= 90, versions  # ~60 expected
+    assert httpx.get(f"{many}/pools").json()["model_canaries"]["tenant22"]["weight"] == 0.3
+    r = httpx.post(
+        f"{many}/model_canary",
+        json={"tenant": "tenant22", "version": "2", "weight": 0, "stable": "1"},
+        timeout=60,
+    )
+    assert r.status_code == 200
+    assert {score(many, "tenant22").json()["version"] for _ in range(20)} == {2}  # latest
+
+
+def test_model_canary_bad_input(many: str) -> None:
+    r = httpx.post(
+        f"{many}/model_canary",
+        timeout=60,
+        json={"tenant": "tenant23", "version": "9", "weight": 0.5},
+    )
+    assert r.status_code == 404 and "tenant23@9" in r.text
+    r = httpx.post(
+        f"{many}/model_canary",
+        timeout=60,
+        json={"tenant": "tenant23", "version": "1", "weight": 1.5},
+    )
+    assert r.status_code == 400 and "'weight'" in r.text
+    r = httpx.post(f"{many}/model_canary", timeout=60, json={"tenant": "", "version": "1"})
+    assert r.status_code == 400 and "'tenant'" in r.text

@@ -120,10 +120,11 @@ class Budget:
         """``key`` left the tier for a reason other than eviction (evict(), refresh)."""
         return self._drop(key, evicted=False)
 
-    def over_budget(self) -> list[str]:
+    def over_budget(self, protected: Container[str] = frozenset()) -> list[str]:
         """Evict until the tier is back within its limits (after other processes added
-        entries, say); returns the victims, already removed from the budget."""
-        victims, _ = self._victims(0, frozenset(), extra_entries=0)
+        entries, or the limits shrank); returns the victims, already removed from the
+        budget. Entries in ``protected`` are never chosen."""
+        victims, _ = self._victims(0, protected, extra_entries=0)
         for victim in victims:
             self._drop(victim, evicted=True)
         return victims
