@@ -3,7 +3,7 @@
 The "Dynamic Many Models Online Serving" design, on serval::
 
     POST /score                  {"tenant": "tenant7", "data": [[5.1, 3.5, 1.4, 0.2], ...]}
-      → {"tenant", "prediction", "deployment", "version"}
+      → {"tenant", "prediction", "deployment", "version", "replica"}
     POST /update_dedicated_pool  {"mapping": {"tenant7": "pool1", "tenant9": null}}
       → tenants are prewarmed in their new pool, then traffic moves
     GET  /pools                  the routing table and the pools
@@ -94,6 +94,7 @@ class Scorer:
             "prediction": [int(p) if float(p).is_integer() else float(p) for p in prediction],
             "deployment": self.pool,
             "version": getattr(model, "version", None),
+            "replica": serval.get_replica_context().replica_id.unique_id,
         }
 
     async def prewarm(self) -> str:

@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> None:
 def report(trace: list[str], latencies: list[float], answers: list[Any], elapsed: float) -> None:
     errors = [a for a in answers if "error" in a]
     stats = serval.api.model_stats("many_models")
+
     def total(tier: str, counter: str) -> int:
         return sum(int(s[tier][counter]) for s in stats.values())
 

@@ -6,6 +6,7 @@ import concurrent.futures
 import dataclasses
 import json
 import os
+import signal
 import threading
 from collections import Counter
 
@@ -197,3 +198,28 @@ def test_model_canary_bad_input(many: str) -> None:
     assert r.status_code == 400 and "'weight'" in r.text
     r = httpx.post(f"{many}/model_canary", timeout=60, json={"tenant": "", "version": "1"})
     assert r.status_code == 400 and "'tenant'" in r.text
+
+
+def kill_replica(replica_id: str) -> None:
+    """SIGKILL the replica process started for ``replica_id`` (local runtime)."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"serval.replica" in argv and replica_id.encode() in argv:
+            os.kill(int(pid), signal.SIGKILL)
+            return
+    raise AssertionError(f"no process for replica {replica_id}")
+
+
+def test_models_of_a_dead_replica_re_home_on_the_next_requests(many: str) -> None:
+    tenants = [f"tenant{i}" for i in range(24, 32)]
+    homes = {t: score(many, t).json()["replica"] for t in tenants}
+    victim = homes[tenants[0]]
+    kill_replica(victim)
+    for tenant in tenants:  # its models load again elsewhere; nobody sees an error
+        answers = [score(many, tenant) for _ in range(3)]
+        assert [r.status_code for r in answers] == [200, 200, 200], answers[0].text
+        assert all(r.json()["replica"] != victim for r in answers)

@@ -144,3 +144,61 @@ async def test_model_requests_stick_to_one_replica_then_to_holders() -> None:
         (await router.assign(Call("__call__", b"", model_id="m7"))).replica_id for _ in range(20)
     }
     assert held == {"c"}
+
+
+class Gate(ReplicaClient):
+    """A replica whose replies wait for ``release``; remembers which requests it got."""
+
+    def __init__(self, rid: str, release: asyncio.Event, got: list[str]) -> None:
+        self.rid = rid
+        self.release = release
+        self.got = got
+
+    async def open(self, msg: Message):  # type: ignore[no-untyped-def]
+        self.got.append(self.rid)
+        await self.release.wait()
+        return await FakeReplicaClient(lambda m: [CallResult(self.rid.encode())]).open(msg)
+
+    def close(self) -> None:
+        pass
+
+
+async def test_a_hot_model_gets_a_second_copy_only_when_its_holder_is_full() -> None:
+    release = asyncio.Event()
+    got: list[str] = []
+    router = Router("app/d", lambda addr: Gate(addr.split(":", 1)[1], release, got))
+    infos = [ReplicaInfo(i, f"fake:{i}", 2, ["hot"] if i == "a" else []) for i in "abc"]
+    router.update(DeploymentTarget(infos, -1))
+
+    def model_call() -> Call:
+        return Call("__call__", b"", model_id="hot")
+
+    pending = [asyncio.ensure_future(router.assign(model_call())) for _ in range(2)]
+    await asyncio.sleep(0.01)
+    assert got == ["a", "a"]  # the holder takes requests while it has room
+    pending.append(asyncio.ensure_future(router.assign(model_call())))
+    await asyncio.sleep(0.01)
+    assert len(got) == 3 and got[2] in ("b", "c")  # full holder: one idle replica gets a copy
+    release.set()
+    for p in pending:
+        (await p).close()
+    assert router.in_flight == 0
+
+
+async def test_models_of_a_dead_replica_re_home_without_errors() -> None:
+    fakes = Replicas()
+    router = Router("app/d", fakes.factory)
+    infos = [ReplicaInfo(i, f"fake:{i}", 10, ["m1", "m2"] if i == "a" else []) for i in "abc"]
+    router.update(DeploymentTarget(infos, -1))
+    fakes.dead.add("a")  # died before the controller noticed: requests are retried elsewhere
+    for model in ("m1", "m2"):
+        answers = [
+            (await router.assign(Call("__call__", b"", model_id=model))).first for _ in range(5)
+        ]
+        assert answers and all(isinstance(a, CallResult) and a.payload != b"a" for a in answers)
+    # The controller replaces it; the models' new homes are where rendezvous hashing says.
+    router.update(DeploymentTarget([i for i in infos if i.replica_id != "a"], -1))
+    again = {
+        (await router.assign(Call("__call__", b"", model_id="m1"))).replica_id for _ in range(5)
+    }
+    assert len(again) == 1 and again <= {"b", "c"}
