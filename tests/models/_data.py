@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import pickle
 from typing import Any
@@ -23,6 +24,7 @@ def iris(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return X.astype(np.float32), y
 
 
+@functools.cache  # trained once per session: tests only read it
 def sklearn_model(kind: str = "logreg", seed: int = 0) -> Any:
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression

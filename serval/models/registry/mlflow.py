@@ -36,6 +36,9 @@ __all__ = ["MLflowRegistry"]
 
 T = TypeVar("T")
 _READY = "READY"
+_NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST",)
+# Every MLflow store answers an unknown alias with INVALID_PARAMETER_VALUE.
+_ALIAS_NOT_FOUND = (*_NOT_FOUND, "INVALID_PARAMETER_VALUE")
 
 
 class MLflowRegistry(Registry):
@@ -62,13 +65,15 @@ class MLflowRegistry(Registry):
             )
         return self._client
 
-    async def _call(self, what: str, fn: Callable[[], T]) -> T:
+    async def _call(
+        self, what: str, fn: Callable[[], T], not_found: tuple[str, ...] = _NOT_FOUND
+    ) -> T:
         from mlflow.exceptions import MlflowException
 
         try:
             return await asyncio.to_thread(fn)
         except MlflowException as exc:
-            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            if exc.error_code in not_found:
                 raise ModelNotFoundError(
                     f"model {what!r} does not exist in {self.identity}"
                 ) from None
@@ -85,7 +90,9 @@ class MLflowRegistry(Registry):
             )
         else:
             found = await self._call(
-                model_id, lambda: client.get_model_version_by_alias(spec.name, spec.selector)
+                model_id,
+                lambda: client.get_model_version_by_alias(spec.name, spec.selector),
+                not_found=_ALIAS_NOT_FOUND,
             )
         return ModelRef(spec.name, str(found.version))
 
