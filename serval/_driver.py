@@ -1,10 +1,15 @@
 """Finding or starting the serval instance of this machine, from a driver process.
 
-An instance lives in ``$SERVAL_HOME/<namespace>/`` (controller socket, replica
-sockets, logs). ``connect_or_start`` connects to the controller there, or starts
-one: attached to this process by a lifeline pipe (it stops when this process
+On the local runtime an instance lives in ``$SERVAL_HOME/<namespace>/`` (controller
+socket, replica sockets, logs). ``connect_or_start`` connects to the controller there,
+or starts one: attached to this process by a lifeline pipe (it stops when this process
 ends, however it ends), or detached (``serval start``), running until
 ``serval shutdown``.
+
+On the ray runtime the instance is the detached actor ``serval-controller`` in the Ray
+namespace ``serval-<namespace>``: found by name (so a second driver attaches to the same
+serval), or created on the head node. It lives as long as the Ray cluster, or until
+``serval.shutdown()``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from serval.transport.messages import GetInfo
 START_TIMEOUT_S = 60.0
 
 _started: subprocess.Popen[bytes] | None = None
+_ray_session: tuple[str, bool] | None = None  # (Ray namespace, whether we started Ray)
 
 
 def state_dir() -> str:
@@ -52,6 +58,9 @@ def controller_answers(address: str) -> bool:
 
 def connect() -> dict[str, Any]:
     """Connect to a running instance; raise ControllerError when there is none."""
+    env = read_env()
+    if env.runtime == "ray":
+        return _ray_attach(HTTPOptions(), env.ray_address, create=False)
     address = controller_address()
     if not controller_answers(address):
         raise ControllerError(
@@ -72,10 +81,12 @@ def connect_or_start(
 ) -> dict[str, Any]:
     """Connect to this machine's instance, or start one (``address``: the Ray cluster's,
     for the ray runtime)."""
+    env = read_env()
+    if (runtime or env.runtime) == "ray":
+        return _ray_attach(http_options or HTTPOptions(), address or env.ray_address, create=True)
     controller = controller_address()
     if controller_answers(controller):
         return connect()
-    env = read_env()
     return _start(
         controller,
         http_options or HTTPOptions(),
@@ -131,7 +142,7 @@ def _start(
         if out is not None:
             out.close()
     try:
-        report = _read_ready(read_fd, proc)
+        report = read_ready(read_fd, proc)
     finally:
         os.close(read_fd)
     if not report.get("ok"):
@@ -146,7 +157,7 @@ def _start(
     return report
 
 
-def _read_ready(fd: int, proc: subprocess.Popen[bytes]) -> dict[str, Any]:
+def read_ready(fd: int, proc: subprocess.Popen[bytes]) -> dict[str, Any]:
     deadline = time.monotonic() + START_TIMEOUT_S
     data = b""
     while b"\n" not in data:
@@ -169,6 +180,37 @@ def _read_ready(fd: int, proc: subprocess.Popen[bytes]) -> dict[str, Any]:
     return report
 
 
+def _ray_attach(http_options: HTTPOptions, ray_address: str, *, create: bool) -> dict[str, Any]:
+    """Attach to the serval on the Ray cluster at ``ray_address`` (creating it when
+    ``create``); this process joins the cluster as a Ray driver."""
+    global _ray_session
+    from serval.runtime import _ray_cluster
+
+    env = read_env()
+    namespace = _ray_cluster.ray_namespace(env.namespace)
+    was_connected = _ray_cluster.connect(ray_address or None, namespace)
+    actor = _ray_cluster.find_controller(namespace)
+    if actor is None and not create:
+        raise ControllerError(
+            f"no serval instance runs on the Ray cluster (namespace {namespace!r}); start "
+            "one with serval.start(runtime='ray')"
+        )
+    if actor is None:
+        controller_env = {"SERVAL_LOG_LEVEL": env.log_level}
+        token = http_options.admin_token or env.admin_token
+        if token:  # in the environment, not on command lines others can read
+            controller_env["SERVAL_ADMIN_TOKEN"] = token
+        options = http_options.model_dump_json(exclude={"admin_token"})
+        actor = _ray_cluster.start_controller(namespace, options, controller_env)
+    report = _ray_cluster.controller_info(actor)
+    _ray_session = (namespace, not was_connected)
+    if not report.get("ok"):
+        wait_started_exit()
+        raise ServalError(f"serval could not start: {report.get('error', 'unknown error')}")
+    _process.init_in_driver(report["address"])
+    return report
+
+
 def _close_pipes(proc: subprocess.Popen[bytes]) -> None:
     for stream in (proc.stdin, proc.stdout, proc.stderr):
         if stream is not None:
@@ -176,8 +218,15 @@ def _close_pipes(proc: subprocess.Popen[bytes]) -> None:
 
 
 def wait_started_exit(timeout_s: float = 30.0) -> None:
-    """After a shutdown: reap the controller this process started, if any."""
-    global _started
+    """After a shutdown: reap the controller this process started, if any (on Ray: end
+    the controller actor and what is left of serval's actors)."""
+    global _started, _ray_session
+    if _ray_session is not None:
+        namespace, started_ray = _ray_session
+        _ray_session = None
+        from serval.runtime import _ray_cluster
+
+        _ray_cluster.teardown(namespace, disconnect=started_ray)
     proc, _started = _started, None
     if proc is None:
         return

@@ -75,6 +75,7 @@ class Controller:
         self._wake = asyncio.Event()
         self.deps = Deps(runtime, self.publisher, address, self._wake.set)
         self.stopped = asyncio.Event()
+        self.shut_down = False  # serval.shutdown() asked for it (not just this process ending)
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- the loop ------------------------------------------------------------------
@@ -329,6 +330,7 @@ class Controller:
 
     async def shutdown(self) -> None:
         logger.info("shutting down")
+        self.shut_down = True
         await asyncio.wait_for(self.delete(list(self.apps), wait=True), 60)
         if self.proxy is not None:
             await self.proxy.stop()

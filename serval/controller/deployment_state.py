@@ -287,6 +287,37 @@ class DeploymentState:
             logger.info("replica %s of %s/%s is running", replica.replica_id, self.app, self.name)
             self._deps.wake()
 
+    async def adopt(
+        self,
+        proc: ProcessHandle,
+        replica_id: str,
+        code_hash: str,
+        user_config: Any,
+        model_ids: list[str],
+    ) -> bool:
+        """Take over a running replica a previous controller started (no restart):
+        re-connect to it and check its health; False (and killed) when that fails."""
+        try:
+            conn = await dial(proc.address, timeout_s=5.0)
+            await call(conn, CheckHealth(), self.config.health_check_timeout_s)
+        except Exception as exc:
+            logger.warning("replica %s cannot be adopted (%s); replacing it", replica_id, exc)
+            proc.kill()
+            return False
+        replica = Replica(
+            replica_id,
+            code_hash,
+            ReplicaStatus.RUNNING,
+            proc,
+            conn,
+            user_config,
+            model_ids=list(model_ids),
+            last_health_check=time.monotonic(),
+        )
+        self.replicas[replica_id] = replica
+        self._spawn(replica, self._watch_exit(replica, proc))
+        return True
+
     async def _dial(self, proc: ProcessHandle) -> Connection:
         delay = 0.005
         while True:
@@ -311,7 +342,8 @@ class DeploymentState:
         self.failures += 1
         self.message = (
             f"replica of {self.app}/{self.name} failed to start "
-            f"(attempt {self.failures}/{MAX_START_FAILURES}):\n{detail}"
+            f"({self.failures} failed start{'s' if self.failures > 1 else ''}; the deployment "
+            f"fails after {MAX_START_FAILURES}):\n{detail}"
         )
         logger.error("%s", self.message)
         if self.failures >= MAX_START_FAILURES and replica.code_hash == self.spec.code_hash:

@@ -1,10 +1,14 @@
 """Entry point of the controller process: ``python -m serval.controller ...``.
 
-It binds the HTTP port itself (so "port in use" is reported before anything
-starts, and the proxy inherits a ready socket), listens for RPCs on ``--address``,
-writes one JSON line to ``--ready-fd`` (``{"ok": true, ...}`` or ``{"ok": false,
-"error": ...}``) and runs until told to shut down, until its lifeline (stdin) closes,
-or until SIGTERM/SIGINT.
+On the local runtime it binds the HTTP port itself (so "port in use" is reported
+before anything starts, and the proxy inherits a ready socket); on Ray the proxies bind
+it on their nodes, and the controller first restores its checkpoint and adopts the
+replicas a previous controller left. It listens for RPCs on ``--address``, writes one
+JSON line to ``--ready-fd`` (``{"ok": true, ...}`` or ``{"ok": false, "error": ...}``)
+and runs until told to shut down, until its lifeline (stdin) closes, or until
+SIGTERM/SIGINT. On Ray only ``serval.shutdown()`` stops the replicas and proxies; when
+the controller merely exits (its actor was killed), they keep serving, and it exits
+with a non-zero code so that its host asks Ray for a new controller.
 """
 
 from __future__ import annotations
@@ -16,39 +20,23 @@ import json
 import logging
 import os
 import signal
-import socket
+import time
 from typing import Any
 
 from serval._lifeline import run_loop, watch_lifeline
 from serval.config import HTTPOptions
+from serval.controller.checkpoint import Checkpointer
 from serval.controller.controller import Controller
 from serval.controller.proxy_state import ProxyState
 from serval.exceptions import ServalError
 from serval.observability.logs import setup_logging
 from serval.runtime import load_runtime
+from serval.runtime._sockets import bind_http
 from serval.transport.address import dial, listen
 
 logger = logging.getLogger("serval.controller")
 
-
-def bind_http(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise ServalError(
-                f"HTTP port {port} on {host} is already in use by another program: stop it, "
-                "or give serval another port (serval.start(http_options={'port': ...}) "
-                "or --http-port)"
-            ) from None
-        raise ServalError(f"cannot listen for HTTP on {host}:{port}: {exc}") from None
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
+LISTEN_RETRY_S = 10.0
 
 
 async def _already_running(address: str) -> bool:
@@ -62,26 +50,40 @@ async def _already_running(address: str) -> bool:
 
 async def amain(args: argparse.Namespace, report: Any) -> None:
     options = HTTPOptions.model_validate(json.loads(args.http_options))
-    if await _already_running(args.address):
+    on_ray = args.runtime == "ray"
+    if not on_ray and await _already_running(args.address):
         raise ServalError(f"a serval controller is already running at {args.address}")
-    sock = None if options.location == "NoServer" else bind_http(options.host, options.port)
-    port = sock.getsockname()[1] if sock is not None else None
-    runtime = load_runtime(args.runtime, args.state_dir, address=args.ray_address or None)
+    runtime_options: dict[str, Any] = {"address": args.ray_address or None}
+    if on_ray:
+        runtime_options["namespace"] = args.ray_namespace
+    # On Ray the proxies bind the port on their nodes; here the controller binds it, so a
+    # port in use is reported before anything starts, and the proxy inherits the socket.
+    serve_http = options.location != "NoServer"
+    sock = bind_http(options.host, options.port) if serve_http and not on_ray else None
+    runtime = load_runtime(args.runtime, args.state_dir, **runtime_options)
     proxy_opts = options.model_dump()
-    proxy = None
-    if sock is not None:
-        proxy = ProxyState(runtime, sock, args.address, proxy_opts)
+    proxy = ProxyState(runtime, args.address, proxy_opts, sock) if serve_http else None
+    store = runtime.checkpoint_store()
+    checkpointer = Checkpointer(store) if store is not None else None
     info = {
         "http_host": options.host,
-        "http_port": port,
+        "http_port": sock.getsockname()[1] if sock is not None else options.port,
         "pid": os.getpid(),
         "runtime": args.runtime,
         "address": args.address,
         "state_dir": args.state_dir,
         "http_options": {k: v for k, v in proxy_opts.items() if k != "admin_token"},
     }
-    controller = Controller(args.address, runtime, proxy, info)
-    server = await listen(args.address, controller.handle)
+    controller = Controller(args.address, runtime, proxy, info, checkpointer)
+    if checkpointer is not None:
+        # Adopt before answering anyone: a router that resubscribes must get the replica
+        # set it had, not an empty one.
+        await checkpointer.restore(controller)
+        controller.reconcile()
+    server = await _listen(args.address, controller.handle)
+    if proxy is not None:
+        await proxy.start()
+        info["proxies"] = proxy.urls()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, controller.stopped.set)
@@ -92,6 +94,11 @@ async def amain(args: argparse.Namespace, report: Any) -> None:
     runner.cancel()
     lifeline.cancel()
     server.close()
+    if on_ray and not controller.shut_down:
+        # Ray stopped our host (or it crashed): the next controller adopts the replicas
+        # and proxies, so leave them running.
+        logger.info("controller exiting; replicas and proxies keep running")
+        raise SystemExit(3)
     if proxy is not None:
         await proxy.stop()
     await runtime.shutdown()
@@ -103,6 +110,19 @@ async def amain(args: argparse.Namespace, report: Any) -> None:
     logger.info("controller stopped")
 
 
+async def _listen(address: str, handler: Any) -> asyncio.AbstractServer:
+    """Listen on ``address``; a TCP port may still be held for a moment by the controller
+    this one replaces."""
+    deadline = time.monotonic() + LISTEN_RETRY_S
+    while True:
+        try:
+            return await listen(address, handler)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                raise ServalError(f"the controller cannot listen on {address}: {exc}") from None
+            await asyncio.sleep(0.1)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m serval.controller")
     parser.add_argument("--address", required=True)
@@ -110,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--http-options", default="{}")
     parser.add_argument("--runtime", default="local")
     parser.add_argument("--ray-address", default="")
+    parser.add_argument("--ray-namespace", default="serval")
     parser.add_argument("--ready-fd", type=int, default=-1)
     args = parser.parse_args(argv)
     setup_logging("controller")

@@ -10,7 +10,7 @@ class ProcessHandle(abc.ABC):
     """A started replica or proxy process."""
 
     name: str
-    address: str  # where its framed server listens ("" for proxies)
+    address: str  # where its framed server listens (a proxy: its HTTP URL, or "")
 
     @property
     @abc.abstractmethod
@@ -29,6 +29,31 @@ class ProcessHandle(abc.ABC):
     def kill(self) -> None: ...
 
 
+class CheckpointStore(abc.ABC):
+    """Where the controller keeps its checkpoint (one opaque value)."""
+
+    @abc.abstractmethod
+    def load(self) -> bytes | None: ...
+
+    @abc.abstractmethod
+    def save(self, data: bytes) -> None: ...
+
+
+class MemoryCheckpointStore(CheckpointStore):
+    """A checkpoint store in this process's memory (tests)."""
+
+    def __init__(self) -> None:
+        self.data: bytes | None = None
+        self.saves = 0
+
+    def load(self) -> bytes | None:
+        return self.data
+
+    def save(self, data: bytes) -> None:
+        self.data = data
+        self.saves += 1
+
+
 class Runtime(abc.ABC):
     """Places replica and proxy processes (subprocesses here, Ray actors on a cluster)."""
 
@@ -39,10 +64,36 @@ class Runtime(abc.ABC):
         self, replica_id: str, *, env: dict[str, str], resources: dict[str, object]
     ) -> ProcessHandle: ...
 
+    async def adopt_replica(self, replica_id: str, address: str) -> ProcessHandle | None:
+        """The running replica a previous controller started, or None when it is gone
+        (or this runtime cannot adopt)."""
+        return None
+
+    async def forget_replicas(self, keep: set[str]) -> None:
+        """Stop replicas a previous controller left that are not in ``keep``."""
+        return None
+
+    async def proxy_nodes(self, location: str) -> list[str]:
+        """The nodes that should run a proxy for ``location`` ("HeadOnly", "EveryNode")."""
+        return [""]
+
     @abc.abstractmethod
     async def start_proxy(
-        self, name: str, args: Sequence[str], *, pass_fds: Sequence[int] = ()
-    ) -> ProcessHandle: ...
+        self,
+        name: str,
+        args: Sequence[str],
+        *,
+        pass_fds: Sequence[int] = (),
+        node: str = "",
+        http: tuple[str, int] = ("", 0),
+    ) -> ProcessHandle:
+        """Start (or adopt) the proxy on ``node``. ``pass_fds`` carries a listening socket
+        the controller bound; without one the runtime binds ``http`` (host "": the node's
+        address) and adds ``--fd``."""
+
+    def checkpoint_store(self) -> CheckpointStore | None:
+        """Where the controller's state survives the controller (None: nowhere)."""
+        return None
 
     @abc.abstractmethod
     async def shutdown(self) -> None:

@@ -61,7 +61,13 @@ class LocalRuntime(Runtime):
         )
 
     async def start_proxy(
-        self, name: str, args: Sequence[str], *, pass_fds: Sequence[int] = ()
+        self,
+        name: str,
+        args: Sequence[str],
+        *,
+        pass_fds: Sequence[int] = (),
+        node: str = "",
+        http: tuple[str, int] = ("", 0),
     ) -> ProcessHandle:
         return await self._spawn(
             name, "", [sys.executable, "-m", "serval.proxy", *args], {}, pass_fds

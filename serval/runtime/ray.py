@@ -1,12 +1,12 @@
-"""The ray runtime: Ray places replica processes; serval's protocol carries the requests.
+"""The ray runtime: Ray places serval's processes; serval's protocol carries the requests.
 
-Each replica is a small Ray actor, ``ReplicaHost``, placed with the deployment's
-``ray_actor_options`` (``num_cpus``, ``num_gpus``, ``memory``, ``resources``,
-``runtime_env``). The host starts the same replica process the local runtime runs, as
-its child, listening on TCP at the node's address, and the routers talk to it
-directly: no Ray task per request. The child's stdin is a pipe from the host, so
-when Ray kills or loses the actor, the replica exits too. Proxies run beside the
-controller, as in the local runtime.
+Every process is the child of a small detached Ray actor (``runtime/_ray_hosts.py``):
+the controller on the head node, each replica where its ``ray_actor_options``
+(``num_cpus``, ``num_gpus``, ``memory``, ``resources``, ``runtime_env``) place it, and a
+proxy on the head node or on every node. Routers talk to replicas directly over TCP: no
+Ray task per request. The controller's state is checkpointed in Ray's KV, so when Ray
+restarts a dead controller it adopts the running replicas and proxies by their actor
+names instead of starting new ones.
 
 Ray is imported only here, and only when this runtime is chosen.
 """
@@ -14,52 +14,33 @@ Ray is imported only here, and only when this runtime is chosen.
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
 from collections.abc import Sequence
 from typing import Any
 
-from serval.exceptions import ConfigError
-from serval.runtime.base import ProcessHandle, Runtime
-from serval.runtime.local import LocalRuntime
+from serval._env import read_env
+from serval.exceptions import ConfigError, ServalError
+from serval.runtime._ray_cluster import connect, head_node_id
+from serval.runtime._ray_hosts import (
+    CHECKPOINT_KEY,
+    PROXY_PREFIX,
+    REPLICA_PREFIX,
+    ProxyHost,
+    ReplicaHost,
+    kv_namespace,
+)
+from serval.runtime.base import CheckpointStore, ProcessHandle, Runtime
+
+_ACTOR_OPTIONS = ("num_gpus", "memory", "resources", "runtime_env", "accelerator_type")
 
 
-class ReplicaHost:
-    """Runs one replica process on whichever node Ray placed this actor."""
-
-    def __init__(self, replica_id: str, env: dict[str, str]) -> None:
-        self.replica_id = replica_id
-        self.env = env
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> str:
-        import ray
-
-        ip: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
-        with socket.socket() as sock:
-            sock.bind((ip, 0))
-            port = sock.getsockname()[1]
-        address = f"tcp:{ip}:{port}"
-        node_id = ray.get_runtime_context().get_node_id()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "serval.replica", address, self.replica_id],
-            stdin=subprocess.PIPE,
-            env={**os.environ, **self.env, "SERVAL_NODE_ID": node_id},
-        )
-        return address
-
-    async def wait(self) -> int:
-        while self.proc is not None and self.proc.poll() is None:
-            await asyncio.sleep(0.1)
-        return self.proc.returncode if self.proc is not None else 0
-
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
+def _proxy_env() -> dict[str, str]:
+    token = read_env().admin_token  # in the environment, not on command lines
+    return {"SERVAL_ADMIN_TOKEN": token} if token else {}
 
 
 class RayProcess(ProcessHandle):
+    """A process hosted by a Ray actor; it ends when the actor ends."""
+
     def __init__(self, name: str, address: str, actor: Any, pid: int | None) -> None:
         self.name = name
         self.address = address
@@ -76,12 +57,13 @@ class RayProcess(ProcessHandle):
         return self._exit
 
     async def wait(self) -> int:
-        try:
-            code = int(await self._actor.wait.remote())
-        except Exception:  # the actor died (killed, node lost): the replica is gone
-            code = -1
-        self._exit = code
-        return code
+        if self._exit is None:
+            try:
+                code = int(await self._actor.wait.remote())
+            except Exception:  # the actor died (killed, node lost): its process is gone
+                code = -1
+            self._exit = code
+        return self._exit
 
     def kill(self) -> None:
         import ray
@@ -92,78 +74,123 @@ class RayProcess(ProcessHandle):
             pass
 
 
-def _check_reachable(address: str) -> None:
-    """Fail fast with a clear message: Ray itself retries an unreachable address for a
-    long time before it gives up."""
-    if address == "auto":
-        return
-    hostport = address.removeprefix("ray://")
-    host, _, port = hostport.rpartition(":")
-    try:
-        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=3):
-            pass
-    except (OSError, ValueError) as exc:
-        raise ConfigError(
-            f"cannot reach the Ray cluster at {address!r}: {exc}. Pass 'auto' for the cluster "
-            "on this machine, 'host:port' of its GCS, or 'ray://host:10001' (Ray client)"
-        ) from None
+class RayKVStore(CheckpointStore):
+    """The controller's checkpoint in Ray's internal KV (held by the GCS)."""
+
+    def __init__(self, namespace: str) -> None:
+        self._kv = kv_namespace(namespace)
+
+    def load(self) -> bytes | None:
+        from ray.experimental import internal_kv
+
+        value: bytes | None = internal_kv._internal_kv_get(CHECKPOINT_KEY, namespace=self._kv)
+        return value
+
+    def save(self, data: bytes) -> None:
+        from ray.experimental import internal_kv
+
+        internal_kv._internal_kv_put(CHECKPOINT_KEY, data, overwrite=True, namespace=self._kv)
 
 
 class RayRuntime(Runtime):
     name = "ray"
 
-    def __init__(self, state_dir: str, address: str | None = None) -> None:
+    def __init__(self, state_dir: str, address: str | None = None, namespace: str = "serval"):
         try:
             import ray
         except ImportError:
             raise ConfigError("the ray runtime needs Ray: pip install 'serval[ray]'") from None
-        self._local = LocalRuntime(state_dir)
+        self.namespace = namespace
+        connect(address, namespace)
+        self._ray = ray
+        self._replica_cls: Any = ray.remote(ReplicaHost)
+        self._proxy_cls: Any = ray.remote(ProxyHost)
         self._actors: list[RayProcess] = []
-        if not ray.is_initialized():
-            if address:
-                _check_reachable(address)
-            try:
-                ray.init(
-                    address=address,
-                    namespace="serval",
-                    include_dashboard=False,
-                    log_to_driver=True,
-                    configure_logging=False,
-                    num_cpus=None if address else (os.cpu_count() or 1),
-                )
-            except Exception as exc:
-                raise ConfigError(
-                    f"cannot connect to the Ray cluster at {address!r}: {exc}"
-                ) from exc
-        self._host_cls: Any = ray.remote(ReplicaHost)
+
+    def checkpoint_store(self) -> CheckpointStore | None:
+        return RayKVStore(self.namespace)
+
+    # -- replicas -------------------------------------------------------------------------
 
     async def start_replica(
         self, replica_id: str, *, env: dict[str, str], resources: dict[str, object]
     ) -> ProcessHandle:
         options: dict[str, Any] = {"num_cpus": resources.get("num_cpus", 0)}
-        for key in ("num_gpus", "memory", "resources", "runtime_env", "accelerator_type"):
-            if key in resources:
-                options[key] = resources[key]
-        actor: Any = self._host_cls.options(name=f"serval-replica-{replica_id}", **options).remote(
-            replica_id, env
-        )
+        options.update({k: resources[k] for k in _ACTOR_OPTIONS if k in resources})
+        actor: Any = self._replica_cls.options(
+            name=f"{REPLICA_PREFIX}{replica_id}",
+            namespace=self.namespace,
+            lifetime="detached",  # it outlives a controller that dies: the next one adopts it
+            **options,
+        ).remote(replica_id, env)
         address = await actor.start.remote()
         pid = await actor.pid.remote()
-        handle = RayProcess(f"replica {replica_id}", address, actor, pid)
+        return self._track(RayProcess(f"replica {replica_id}", address, actor, pid))
+
+    async def adopt_replica(self, replica_id: str, address: str) -> ProcessHandle | None:
+        try:
+            actor = self._ray.get_actor(f"{REPLICA_PREFIX}{replica_id}", namespace=self.namespace)
+            pid = await actor.pid.remote()
+        except Exception:  # gone while there was no controller
+            return None
+        return self._track(RayProcess(f"replica {replica_id}", address, actor, pid))
+
+    async def forget_replicas(self, keep: set[str]) -> None:
+        """Kill the replica actors the checkpoint does not know (started or stopping when
+        the last controller died)."""
+        for info in self._ray.util.list_named_actors(all_namespaces=True):
+            name = info["name"]
+            if info["namespace"] != self.namespace or not name.startswith(REPLICA_PREFIX):
+                continue
+            if name.removeprefix(REPLICA_PREFIX) not in keep:
+                try:
+                    self._ray.kill(self._ray.get_actor(name, namespace=self.namespace))
+                except Exception:
+                    pass
+
+    # -- proxies --------------------------------------------------------------------------
+
+    async def proxy_nodes(self, location: str) -> list[str]:
+        if location != "EveryNode":
+            return [head_node_id()]
+        nodes = await asyncio.to_thread(self._ray.nodes)
+        return sorted(str(n["NodeID"]) for n in nodes if n["Alive"])
+
+    async def start_proxy(
+        self,
+        name: str,
+        args: Sequence[str],
+        *,
+        pass_fds: Sequence[int] = (),
+        node: str = "",
+        http: tuple[str, int] = ("", 0),
+    ) -> ProcessHandle:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        actor: Any = self._proxy_cls.options(
+            name=f"{PROXY_PREFIX}{node}",
+            namespace=self.namespace,
+            lifetime="detached",
+            get_if_exists=True,  # a restarted controller adopts the running proxy
+            num_cpus=0,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
+        ).remote(*http, _proxy_env())
+        started: dict[str, Any] = await actor.start.remote(list(args))
+        if "error" in started:
+            self._ray.kill(actor, no_restart=True)
+            raise ServalError(started["error"])
+        return self._track(RayProcess(name, started["url"], actor, started["pid"]))
+
+    # -- all ------------------------------------------------------------------------------
+
+    def _track(self, handle: RayProcess) -> RayProcess:
+        self._actors = [a for a in self._actors if a.exit_code is None]
         self._actors.append(handle)
         return handle
 
-    async def start_proxy(
-        self, name: str, args: Sequence[str], *, pass_fds: Sequence[int] = ()
-    ) -> ProcessHandle:
-        return await self._local.start_proxy(name, args, pass_fds=pass_fds)
-
     async def shutdown(self) -> None:
-        import ray
-
         for actor in self._actors:
             actor.kill()
         self._actors.clear()
-        await self._local.shutdown()
-        if ray.is_initialized():
-            ray.shutdown()
+        if self._ray.is_initialized():
+            self._ray.shutdown()
