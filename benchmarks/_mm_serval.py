@@ -11,8 +11,9 @@ from benchmarks._mm_common import load_tenant, score
 def make_app(registry: str, capacity: int, latency_s: float, loads_file: str) -> Any:
     @serval.deployment(num_replicas=2, max_ongoing_requests=32)
     class Scorer:
-        # Fetches wait on the registry (I/O): let several overlap, as Ray's loads do.
-        @serval.multiplexed(max_num_models_per_replica=capacity, max_concurrent_loads=8)
+        # Fetches wait on the registry (I/O): let as many overlap as Ray Serve does (it
+        # does not limit loads; each request waits on its own, up to max_ongoing_requests).
+        @serval.multiplexed(max_num_models_per_replica=capacity, max_concurrent_loads=32)
         async def get_model(self, model_id: str) -> Any:
             return await load_tenant(registry, model_id, latency_s, loads_file)
 

@@ -73,13 +73,24 @@ def _admin(ctx: click.Context) -> _Admin:
 @models.command("ls")
 @click.pass_context
 def ls(ctx: click.Context) -> None:
-    """Which replica holds which model."""
+    """Which replica holds which model, with hit counts and sizes."""
     data = _admin(ctx).call("GET", "models")
-    table = Table("deployment", "replica", "models")
+    table = Table("deployment", "replica", "model", "hits", "MB", "pinned")
     for deployment, replicas in sorted(data.items()):
-        for replica, ids in sorted(replicas.items()):
-            table.add_row(deployment, replica, ", ".join(ids) or "-")
-    Console().print(table)
+        for replica, held in sorted(replicas.items()):
+            if not held:
+                table.add_row(deployment, replica, "-", "", "", "")
+            for model_id, info in held.items():
+                size = info.get("bytes")
+                table.add_row(
+                    deployment,
+                    replica,
+                    model_id + (" (loading)" if info.get("loading") else ""),
+                    str(info.get("hits", "")),
+                    f"{size / 1e6:.2f}" if isinstance(size, int) else "",
+                    "yes" if info.get("pinned") else "",
+                )
+    Console(width=200).print(table)
 
 
 def _op(op: str) -> Any:

@@ -115,10 +115,13 @@ class Dispatcher:
         self._random = random.Random()
 
     def reconfigure(self, config: dict[str, Any]) -> None:
+        """``{"mapping": {tenant or pattern: pool}, "model_canaries": {tenant: {...}}}``;
+        a config without ``model_canaries`` (``serval models pools``) keeps them."""
         self.mapping = dict(config.get("mapping", {}))
-        self.canaries = {
-            t: ModelCanary.model_validate(c) for t, c in config.get("model_canaries", {}).items()
-        }
+        if "model_canaries" in config:
+            self.canaries = {
+                t: ModelCanary.model_validate(c) for t, c in config["model_canaries"].items()
+            }
 
     def model_id_of(self, tenant: str) -> str:
         """The model id a request for ``tenant`` loads: ``tenant`` (its latest version),

@@ -56,6 +56,7 @@ class _Entry:
     model: Any
     size: int
     cost: float  # seconds the load took
+    hits: int = 0  # requests it answered from memory
 
 
 @dataclass(eq=False)
@@ -123,6 +124,7 @@ class ModelCache:
         entry = self._entries.get(model_id)
         if entry is not None:
             self._stats.hits += 1
+            entry.hits += 1
             self._budget.hit(model_id)
             return entry.model
         self._stats.misses += 1
@@ -235,6 +237,22 @@ class ModelCache:
         if include_loading:
             ids.update(self._loading)
         return sorted(ids)
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        """Each model in memory: ``hits`` (since it loaded), ``bytes``, ``load_time_s``
+        and ``pinned``; models still loading show ``loading: True``."""
+        out: dict[str, dict[str, Any]] = {
+            model_id: {
+                "hits": e.hits,
+                "bytes": e.size,
+                "load_time_s": round(e.cost, 4),
+                "pinned": model_id in self._pinned,
+            }
+            for model_id, e in self._entries.items()
+        }
+        for model_id in self._loading:
+            out.setdefault(model_id, {"loading": True, "pinned": model_id in self._pinned})
+        return dict(sorted(out.items()))
 
     def stats(self) -> TierStats:
         """A snapshot of this cache's counters."""

@@ -85,7 +85,29 @@ def build_admin_app(ctx: ProcessContext, token: str) -> Any:
             return JSONResponse({"error": str(exc)}, http_status_for(exc))
 
     async def models(request: Request) -> Response:
-        return await call(ListModels())
+        """``{"app/deployment": {replica: {model id: {"hits", "bytes", "pinned", ...}}}}``
+        for every deployment whose replicas serve multiplexed models."""
+        try:
+            held = await ctx.controller.call(ListModels(), timeout_s=60)
+            out: dict[str, Any] = {}
+            for key, replicas in held.items():
+                app, _, deployment = key.partition("/")
+                try:
+                    listing = await ctx.controller.call(
+                        ModelAdmin(app, deployment, "list", []), timeout_s=60
+                    )
+                except ServalError:
+                    listing = {}  # gone meanwhile, or no replica answers
+                out[key] = {
+                    replica: listing.get(replica)
+                    if isinstance(listing.get(replica), dict)
+                    and "error" not in listing[replica]
+                    else {m: {} for m in ids}
+                    for replica, ids in replicas.items()
+                }
+            return JSONResponse(out)
+        except ServalError as exc:
+            return JSONResponse({"error": str(exc)}, http_status_for(exc))
 
     async def model_op(request: Request) -> Response:
         op = request.path_params["op"]

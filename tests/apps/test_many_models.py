@@ -9,6 +9,7 @@ import os
 import signal
 import threading
 from collections import Counter
+from typing import Any
 
 import httpx
 import pytest
@@ -223,3 +224,63 @@ def test_models_of_a_dead_replica_re_home_on_the_next_requests(many: str) -> Non
         answers = [score(many, tenant) for _ in range(3)]
         assert [r.status_code for r in answers] == [200, 200, 200], answers[0].text
         assert all(r.json()["replica"] != victim for r in answers)
+
+
+ADMIN_TOKEN = "many-models-admin-token"
+
+
+def test_admin_api_and_cli_on_real_models(serval_home: str, registry: str) -> None:
+    import subprocess
+    import sys
+
+    port = free_port()
+    serval.start(http_options={"port": port, "admin_token": ADMIN_TOKEN})
+    config = ManyModelsConfig(
+        registry=registry,
+        shared_replicas=2,
+        max_models_per_replica=4,
+        warm="disk:" + os.path.join(serval_home, "warm"),
+    )
+    serval.run(build_app(config), name="mm", route_prefix="/")
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+    for _ in range(3):
+        assert score(base, "tenant33").status_code == 200
+    listing = httpx.get(f"{base}/-/admin/models", headers=auth, timeout=60).json()
+    held = {m: info for r in listing["mm/shared"].values() for m, info in r.items()}
+    assert held["tenant33"]["hits"] == 2 and held["tenant33"]["bytes"] > 0  # 1 load, 2 hits
+
+    def op(name: str, *ids: str) -> dict[str, Any]:
+        r = httpx.post(
+            f"{base}/-/admin/models/{name}",
+            headers=auth,
+            timeout=60,
+            json={"app": "mm", "deployment": "shared", "model_ids": list(ids)},
+        )
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    assert "loaded" in json.dumps(op("pin", "tenant34"))
+    for i in range(2, 19):  # more tenants than the replicas hold: the pin must survive
+        assert score(base, f"tenant{i}").status_code == 200
+    listing = httpx.get(f"{base}/-/admin/models", headers=auth, timeout=60).json()
+    pinned = [
+        info for r in listing["mm/shared"].values() for m, info in r.items() if m == "tenant34"
+    ]
+    assert pinned and all(info["pinned"] for info in pinned)
+    assert "evicted" in json.dumps(op("evict", "tenant34"))
+    listing = httpx.get(f"{base}/-/admin/models", headers=auth, timeout=60).json()
+    assert not any("tenant34" in r for r in listing["mm/shared"].values())
+    assert "error" in json.dumps(op("prewarm", "tenant999999"))  # names what failed
+
+    env = {**os.environ, "SERVAL_HOME": serval_home, "SERVAL_NAMESPACE": "t"}
+    r = subprocess.run(
+        [sys.executable, "-m", "serval.cli", "models", "--token", ADMIN_TOKEN, "ls"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "mm/shared" in r.stdout and "tenant33" in r.stdout
