@@ -39,10 +39,14 @@ def where(request: object) -> str:
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_replicas_spread_over_a_multi_node_cluster(
+def test_replicas_spread_over_nodes_and_every_node_has_a_proxy(
     serval_home: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Three nodes on this machine, each at its own loopback address (as separate
+    machines would be), a proxy on each (``location="EveryNode"``, each listening on its
+    node's address), each routing to replicas on all three nodes."""
     import httpx
+    import ray
     from ray.cluster_utils import Cluster
 
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
@@ -51,15 +55,24 @@ def test_replicas_spread_over_a_multi_node_cluster(
         initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
     )
     try:
-        for _ in range(2):
-            cluster.add_node(num_cpus=1)
+        for ip in ("127.0.0.2", "127.0.0.3"):
+            cluster.add_node(num_cpus=1, node_ip_address=ip)
         cluster.wait_for_nodes()
         port = free_port()
-        serval.start(http_options={"port": port}, runtime="ray", address=cluster.address)
+        serval.start(
+            http_options={"port": port, "location": "EveryNode"},
+            runtime="ray",
+            address=cluster.address,
+        )
         serval.run(where.bind(), name="where", route_prefix="/where")
+        node_ips = {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
+        assert len(node_ips) == 3
+        proxies = serval.status().proxies
+        assert len(proxies) == 3 and set(proxies.values()) == {"HEALTHY"}, proxies
         with httpx.Client(timeout=30) as c:
-            nodes = {c.get(f"http://127.0.0.1:{port}/where").text for _ in range(60)}
-        assert len(nodes) == 3, f"replicas should run on 3 nodes, saw {nodes}"
+            for ip in sorted(node_ips):
+                nodes = {c.get(f"http://{ip}:{port}/where").text for _ in range(60)}
+                assert len(nodes) == 3, f"the proxy on {ip} should reach 3 nodes, saw {nodes}"
         serval.shutdown()
     finally:
         cluster.shutdown()
