@@ -53,6 +53,7 @@ def connect(address: str | None, namespace: str) -> bool:
             num_cpus=None if address else (os.cpu_count() or 1),
         )
     except Exception as exc:
+        ray.shutdown()  # a failed init can leave this process half connected
         raise translate_init_error(exc, address) from exc
     return False
 

@@ -76,3 +76,41 @@ def test_replicas_spread_over_nodes_and_every_node_has_a_proxy(
         serval.shutdown()
     finally:
         cluster.shutdown()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_cluster_of_another_ray_version_is_a_clear_error(
+    serval_home: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real cluster, whose recorded Ray version we rewrite in its GCS (the record Ray's
+    own version check reads when a driver connects): Ray raises its mismatch error, and
+    serval translates it into one that names both versions. (Installing a second Ray
+    version to start a genuinely older cluster is not practical in this suite.)"""
+    import json
+
+    import ray
+    from ray._private import ray_constants
+    from ray._raylet import GcsClient
+    from ray.cluster_utils import Cluster
+
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
+    )
+    try:
+        gcs = GcsClient(address=cluster.address)
+        key, namespace = b"CLUSTER_METADATA", ray_constants.KV_NAMESPACE_CLUSTER
+        metadata = json.loads(gcs.internal_kv_get(key, namespace=namespace))
+        metadata["ray_version"] = "2.9.3"
+        gcs.internal_kv_put(key, json.dumps(metadata).encode(), True, namespace=namespace)
+        expected = (
+            rf"runs Ray 2\.9\.3 on Python .*, but this process has Ray "
+            rf"{ray.__version__.replace('.', '[.]')} on Python"
+        )
+        with pytest.raises(ConfigError, match=expected):
+            serval.start(http_options={"port": free_port()}, runtime="ray", address=cluster.address)
+        assert not ray.is_initialized()
+    finally:
+        cluster.shutdown()
