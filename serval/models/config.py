@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from serval.config import _Options, validated
+from serval.config import _describe, _Options, validated
 from serval.exceptions import ConfigError
 from serval.models._plugins import is_known, plugin_names
 from serval.models._sizes import ALLOWED as BYTES_ALLOWED
@@ -44,7 +44,27 @@ def _plugin(kind: str, value: str | None) -> str | None:
     return value
 
 
-class CacheConfig(_Options):
+class _ModelOptions(_Options):
+    def __init__(self, **options: Any) -> None:
+        # Built directly (not through `validated`): still a ConfigError naming the option.
+        try:
+            super().__init__(**options)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, type(self).__name__)) from None
+
+    def __repr__(self) -> str:
+        # Secrets (fields declared repr=False) show that they are set, never their value.
+        shown = self.model_dump(exclude_defaults=True)
+        for name, info in type(self).model_fields.items():
+            if not info.repr and name in shown:
+                shown[name] = "***"
+        inner = ", ".join(f"{k}={v!r}" for k, v in shown.items())
+        return f"{type(self).__name__}({inner})"
+
+    __str__ = __repr__
+
+
+class CacheConfig(_ModelOptions):
     """One hot tier: how many models and bytes it may hold, how it evicts and loads.
 
     Example::
@@ -83,7 +103,7 @@ class CacheConfig(_Options):
         return _plugin("admission", v)
 
 
-class StoreConfig(_Options):
+class StoreConfig(_ModelOptions):
     """Where models come from and where they are cached between registry and replicas.
 
     ``registry``: a directory, any fsspec URL (``s3://bucket/models``), or

@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 import pickle
 import posixpath
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -85,7 +86,11 @@ def load_torchscript(artifact: Artifact) -> Any:
     import torch
 
     jit: Any = torch.jit  # untyped in torch's stubs
-    module = jit.load(io.BytesIO(artifact.data), map_location="cpu")
+    with warnings.catch_warnings():
+        # torch 2.10+ deprecates TorchScript for torch.export and warns on every load;
+        # archives already in registries still load, and a warning per model is noise.
+        warnings.filterwarnings("ignore", r"`torch\.jit\.load`", DeprecationWarning)
+        module = jit.load(io.BytesIO(artifact.data), map_location="cpu")
     module.eval()
     return module
 

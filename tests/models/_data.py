@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import pickle
+import warnings
 from typing import Any
 
 import numpy as np
@@ -76,7 +77,11 @@ def torchscript_bytes() -> bytes:
     torch.manual_seed(0)
     module = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
     buf = io.BytesIO()
-    torch.jit.save(torch.jit.script(module), buf)
+    with warnings.catch_warnings():
+        # torch 2.10+ deprecates scripting in favour of torch.export; TorchScript archives
+        # remain what serval's torchscript loader reads.
+        warnings.filterwarnings("ignore", r"`torch\.jit\.(script|save)`", DeprecationWarning)
+        torch.jit.save(torch.jit.script(module), buf)
     return buf.getvalue()
 
 
