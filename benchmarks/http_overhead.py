@@ -14,6 +14,13 @@ targets (serval >= 35% of bare uvicorn's req/s at 32 connections; serval's p50 a
 connection <= bare uvicorn's + 0.3 ms), and the load generator's ceiling (bare uvicorn at
 32 connections: the generator drove at least that). Results go to ``benchmarks/results/``.
 
+With ``--runtime ray`` serval runs on a Ray cluster, and Ray Serve (``ray serve``, from the
+peers' virtualenv ``.venv-bench``, its throughput settings: ``max_ongoing_requests=100``,
+``RAY_SERVE_THROUGHPUT_OPTIMIZED=1``) serves the same hello world on the same cluster
+(a new local one started by the Ray Serve process, or ``--ray-address``), measured in the
+same run; the targets against it: serval >= 5x Ray Serve's req/s at 32 connections, and
+serval's p50 at 1 connection <= 1/3 of Ray Serve's.
+
 Run: python benchmarks/http_overhead.py [--quick] [--duration S] [--rounds N] [--json PATH]
 (``--rounds 3`` repeats the interleaved sequence and reports per-point medians: use it
 when the machine is busy.)
@@ -34,6 +41,7 @@ import http.client
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -65,11 +73,17 @@ SCENARIO = "hello-world"
 BARE = "bare uvicorn"
 SERVAL = "serval"
 SERVAL_100 = "serval mor=100"
+RAY_SERVE = "ray serve"
 SYSTEMS: dict[str, dict[str, Any] | None] = {  # name -> deployment options (None: bare)
     BARE: None,
     SERVAL: {},
     SERVAL_100: {"max_ongoing_requests": 100},
 }
+PEERS_PYTHON = Path(__file__).resolve().parent.parent / ".venv-bench" / "bin" / "python"
+RAY_SERVE_APP = Path(__file__).resolve().parent / "peers" / "ray_serve_hello.py"
+RAY_RPS_TARGET = 5.0  # serval req/s >= 5x Ray Serve's at RPS_AT connections (--runtime ray)
+RAY_P50_TARGET = 1 / 3  # serval p50 <= 1/3 of Ray Serve's at P50_AT connections
+PEER_START_TIMEOUT_S = 300.0
 CONCURRENCIES = (1, 32)
 RPS_TARGET = 0.35  # serval req/s >= 35% of bare uvicorn's at RPS_AT connections
 RPS_AT = 32
@@ -131,6 +145,46 @@ def serval_instance(runtime: str = "local", ray_address: str | None = None) -> I
                 serve.shutdown()
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def ray_serve_peer(ray_address: str | None, progress: Progress) -> Iterator[tuple[str, str]]:
+    """Ray Serve's hello world in the peers' virtualenv; yields (its URL, the GCS address
+    of the Ray cluster it runs on, which serval then joins)."""
+    if not PEERS_PYTHON.exists():
+        raise SystemExit(
+            f"--runtime ray compares with Ray Serve from {PEERS_PYTHON}: make bench-env"
+        )
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="svr", dir="/tmp")
+    address_file = os.path.join(workdir, "gcs")
+    argv = [str(PEERS_PYTHON), str(RAY_SERVE_APP), "--port", str(port)]
+    argv += ["--address-file", address_file, "--address", ray_address or ""]
+    progress("ray serve: starting" + ("" if ray_address else " (and a local Ray cluster)"))
+    server = ServerProcess(argv, port=port, start_timeout_s=PEER_START_TIMEOUT_S)
+    try:
+        server.start()
+        url = server.url
+        wait_answer(url, PEER_START_TIMEOUT_S)
+        with open(address_file) as f:
+            gcs = f.read().strip()
+        yield url, gcs
+    finally:
+        server.stop(timeout_s=60)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def wait_answer(url: str, timeout_s: float) -> None:
+    """Until ``url`` answers hello() (a server may listen before its app is deployed)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            check_answer(url)
+            return
+        except (OSError, RuntimeError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def check_runtime(runtime: str) -> None:
@@ -204,25 +258,29 @@ def run_benchmark(
     bare uvicorn, then each serval variant (the one deployed now first, to save a
     redeploy). Both servers stay up throughout; the idle one costs well under 1% CPU.
     """
-    unknown = set(plan.systems) - set(SYSTEMS)
+    unknown = set(plan.systems) - {*SYSTEMS, RAY_SERVE}
     if unknown:
-        raise ValueError(f"unknown systems {sorted(unknown)}; known: {list(SYSTEMS)}")
+        raise ValueError(f"unknown systems {sorted(unknown)}; known: {[*SYSTEMS, RAY_SERVE]}")
+    if RAY_SERVE in plan.systems and plan.runtime != "ray":
+        raise ValueError(f"{RAY_SERVE!r} is measured with --runtime ray only")
     rank = {s: i for i, s in enumerate(plan.systems)}
     rounds: list[list[Result]] = []
     with contextlib.ExitStack() as stack:
         bare_url = stack.enter_context(bare_server()) if BARE in plan.systems else ""
-        on_serval = any(SYSTEMS[s] is not None for s in plan.systems)
+        ray_address, peer_url = plan.ray_address, ""
+        if RAY_SERVE in plan.systems:  # first: it starts the Ray cluster serval joins
+            peer_url, ray_address = stack.enter_context(ray_serve_peer(ray_address, progress))
+        on_serval = any(SYSTEMS.get(s) is not None for s in plan.systems)
         app = HelloApp(
-            stack.enter_context(serval_instance(plan.runtime, plan.ray_address))
-            if on_serval
-            else ""
+            stack.enter_context(serval_instance(plan.runtime, ray_address)) if on_serval else ""
         )
+        fixed = {BARE: bare_url, RAY_SERVE: peer_url}
         for n in range(plan.rounds):
             results: list[Result] = []
             for conns in plan.concurrencies:
-                order = sorted(plan.systems, key=lambda s: (s != BARE, s != app.system))
+                order = sorted(plan.systems, key=lambda s: (s not in fixed, s != app.system))
                 for system in order:
-                    url = bare_url if system == BARE else app.serve(system, progress)
+                    url = fixed[system] if system in fixed else app.serve(system, progress)
                     progress(f"round {n + 1}/{plan.rounds}: {system}, {conns} connection(s)")
                     results.append(measure_point(system, url, conns, plan, gen))
             results.sort(key=lambda r: (rank[r.system], plan.concurrencies.index(r.concurrency)))
@@ -268,6 +326,31 @@ def verdicts(comparisons: Sequence[Comparison]) -> list[Verdict]:
     return out
 
 
+def ray_verdicts(comparisons: Sequence[Comparison]) -> list[Verdict]:
+    """serval against Ray Serve on the same cluster (--runtime ray)."""
+    out = []
+    for c in comparisons:
+        if c.concurrency == RPS_AT:
+            out.append(
+                Verdict(
+                    c.system,
+                    f"req/s >= {RAY_RPS_TARGET:g}x {c.baseline}'s at {RPS_AT} connections",
+                    f"{c.rps_ratio:.2f}x",
+                    c.rps_ratio >= RAY_RPS_TARGET,
+                )
+            )
+        if c.concurrency == P50_AT:
+            out.append(
+                Verdict(
+                    c.system,
+                    f"p50 <= 1/{1 / RAY_P50_TARGET:g} of {c.baseline}'s at {P50_AT} connection",
+                    f"{c.p50_ratio:.2f}x (1/{1 / c.p50_ratio:.1f})" if c.p50_ratio else "n/a",
+                    0 < c.p50_ratio <= RAY_P50_TARGET,
+                )
+            )
+    return out
+
+
 def ceiling_line(results: Sequence[Result], gen: LoadGenerator) -> str:
     """The generator's proven rate: bare uvicorn at the most connections measured."""
     bare = [r for r in results if r.system == BARE]
@@ -308,6 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = Plan(
         2.0 if args.quick else args.duration,
         args.warmup,
+        systems=(*SYSTEMS, RAY_SERVE) if args.runtime == "ray" else tuple(SYSTEMS),
         runtime=args.runtime,
         ray_address=args.ray_address,
         rounds=max(1, args.rounds),
@@ -343,7 +427,14 @@ def report(
     )
     print("serval: default options (max_ongoing_requests=5); mor=100: max_ongoing_requests=100")
     print(ceiling_line(results, gen))
-    judged = verdicts(comparisons)
+    judged = verdicts([c for c in comparisons if c.system != RAY_SERVE])
+    if any(r.system == RAY_SERVE for r in results):
+        against_ray = [c for c in compare(results, RAY_SERVE) if c.system != BARE]
+        print_tables(
+            comparisons_table(against_ray, title=f"against {RAY_SERVE}, same cluster, same run")
+        )
+        comparisons += against_ray
+        judged += ray_verdicts(against_ray)
     for v in judged:
         print(v.line())
     saved = save_results(
