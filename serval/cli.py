@@ -25,11 +25,23 @@ console = Console(stderr=True)
 
 
 def _kv_args(pairs: tuple[str, ...]) -> dict[str, str]:
+    """Builder arguments: ``key=value`` (Ray Serve's form), ``--key value`` or
+    ``--key=value``."""
     out: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise click.BadParameter(f"{pair!r} is not key=value", param_hint="ARGS")
+    items = list(pairs)
+    while items:
+        item = items.pop(0)
+        if item.startswith("--") and len(item) > 2:
+            key, sep, value = item[2:].partition("=")
+            if not sep:
+                if not items or items[0].startswith("--"):
+                    raise click.BadParameter(f"{item} needs a value", param_hint="ARGS")
+                value = items.pop(0)
+            out[key] = value
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not key=value or --key value", param_hint="ARGS")
         out[key] = value
     return out
 
@@ -56,9 +68,9 @@ def _http_options(host: str | None, port: int | None, timeout: float | None) -> 
     return opts
 
 
-@main.command()
+@main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("target")
-@click.argument("args", nargs=-1)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--name", default="default", show_default=True, help="Application name.")
 @click.option("--route-prefix", default="/", show_default=True)
 @click.option("--host", "--http-host", "host", default=None, help="HTTP host (127.0.0.1).")
@@ -75,8 +87,9 @@ def run(
     request_timeout_s: float | None,
     runtime: str | None,
 ) -> None:
-    """Run TARGET (module:app) in the foreground until Ctrl-C. ARGS: key=value for a
-    builder function."""
+    """Run TARGET (module:app) in the foreground until Ctrl-C. ARGS go to a builder
+    function: key=value or --key value (serval run serval.apps.many_models:app
+    --registry /srv/models)."""
     import serval
 
     try:
@@ -137,9 +150,9 @@ def start(
     )
 
 
-@main.command()
+@main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("target")
-@click.argument("args", nargs=-1)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--name", default="default", show_default=True)
 @click.option("--route-prefix", default="/", show_default=True)
 @click.option("--canary", default=None, help="Deploy beside NAME with this share: 10% or 0.1.")

@@ -284,3 +284,64 @@ def test_admin_api_and_cli_on_real_models(serval_home: str, registry: str) -> No
     )
     assert r.returncode == 0, r.stderr
     assert "mm/shared" in r.stdout and "tenant33" in r.stdout
+
+
+def test_serval_run_many_models_app_from_the_cli(serval_home: str, registry: str) -> None:
+    import subprocess
+    import sys
+
+    port = free_port()
+    env = {**os.environ, "SERVAL_HOME": serval_home, "SERVAL_NAMESPACE": "mmcli"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "serval.cli",
+            "run",
+            "serval.apps.many_models:app",
+            "--registry",
+            registry,
+            "--shared-replicas",
+            "1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def up() -> bool:
+            try:
+                return score(base, "tenant5").status_code == 200
+            except httpx.HTTPError:
+                return proc.poll() is not None  # exited: fail below with its output
+
+        wait_for(up, timeout_s=90, what="serval run serval.apps.many_models:app")
+        answer = score(base, "tenant5").json()
+        assert answer["deployment"] == "shared" and answer["version"] == 1
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_cli_run_without_registry_fails_naming_it(serval_home: str) -> None:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SERVAL_HOME": serval_home, "SERVAL_NAMESPACE": "mmcli2"}
+    r = subprocess.run(
+        [sys.executable, "-m", "serval.cli", "run", "serval.apps.many_models:app"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 1 and "--registry" in r.stdout + r.stderr
