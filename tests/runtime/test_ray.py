@@ -114,3 +114,35 @@ def test_a_cluster_of_another_ray_version_is_a_clear_error(
         assert not ray.is_initialized()
     finally:
         cluster.shutdown()
+
+
+SECOND_DRIVER = """
+import sys, serval
+serval.start(runtime="ray", address=sys.argv[1])
+print(sorted(serval.status().applications))
+print(serval.get_app_handle("where").remote(None).result(timeout_s=30))
+"""
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_second_driver_attaches_to_the_same_serval(ray_serve: str) -> None:
+    import subprocess
+    import sys
+
+    import httpx
+    import ray
+
+    serval.run(where.options(num_replicas=1).bind(), name="where", route_prefix="/where")
+    node = httpx.get(f"{ray_serve}/where", timeout=30).text
+    gcs = ray.get_runtime_context().gcs_address
+    out = subprocess.run(
+        [sys.executable, "-c", SECOND_DRIVER, gcs],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.splitlines()[-2:] == ["['where']", node]
+    # The second driver ended without serval.shutdown(): serval keeps serving.
+    assert httpx.get(f"{ray_serve}/where", timeout=30).text == node
