@@ -119,7 +119,13 @@ class Recorder:
 
 def test_shadow_traffic_copies_requests_and_discards_answers(serve: str) -> None:
     serval.run(Recorder.bind("v1"), name="shop", route_prefix="/shop")
-    shadow = serval.run(Recorder.bind("v2"), name="shop", canary={"weight": 0.5, "shadow": True})
+    # Latency-based rollback off: on a loaded machine the shadow's p99 may trail the
+    # stable version's, and this test is about copying, not about verdicts.
+    shadow = serval.run(
+        Recorder.bind("v2"),
+        name="shop",
+        canary={"weight": 0.5, "shadow": True, "max_p99_ratio": 1000.0},
+    )
     assert _count(f"{serve}/shop", 400) == {"v1": 400}  # the stable version answers all
     wait_for(
         lambda: 120 <= shadow.count.remote().result() <= 280,
