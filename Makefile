@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.serval-installed
 
-.PHONY: setup run test test-fast lint typecheck bench clean services
+.PHONY: setup run test test-fast lint typecheck bench bench-env clean services
 
 setup: $(STAMP)
 
@@ -28,8 +28,21 @@ lint: setup
 	$(VENV)/bin/ruff check serval tests benchmarks examples
 	$(VENV)/bin/mypy
 
-bench: setup
-	$(PY) benchmarks/http_overhead.py
+# Benchmarks: serval against Ray Serve, LitServe and the limits, in their own virtualenv
+# (benchmarks/bench.py). `make bench QUICK=1` (< 3 min), `make bench SCENARIO=many_models`.
+BENCH_PYTHON ?= python3.11
+BENCH_VENV ?= .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.serval-bench-installed
+
+bench-env: $(BENCH_STAMP)
+
+$(BENCH_STAMP): pyproject.toml scripts/setup-bench-env.sh
+	bash scripts/setup-bench-env.sh "$(BENCH_PYTHON)" "$(BENCH_VENV)"
+	touch $(BENCH_STAMP)
+
+bench: bench-env
+	$(BENCH_VENV)/bin/python benchmarks/bench.py $(if $(QUICK),--quick) \
+		$(if $(SCENARIO),--scenario $(SCENARIO)) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

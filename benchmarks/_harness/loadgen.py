@@ -58,18 +58,32 @@ class LoadGenerator:
         *,
         warmup_s: float = 1.0,
         requests: int | None = None,
+        body: bytes | None = None,
     ) -> Measurement:
         """Warm up, then measure for ``duration_s``, or (pyload only) until ``requests``
-        responses, of which there may be up to ``connections - 1`` more."""
+        responses, of which there may be up to ``connections - 1`` more. GETs, or with
+        ``body`` POSTs of that JSON body."""
         if connections < 1:
             raise ValueError(f"connections={connections}: need at least 1")
         if self.kind == "wrk":
             if requests is not None:
                 raise ValueError("wrk runs for a duration only; count requests with pyload")
             if warmup_s > 0:
-                wrk.run(url, connections, warmup_s, threads=self.threads, timeout_s=self.timeout_s)
+                wrk.run(
+                    url,
+                    connections,
+                    warmup_s,
+                    threads=self.threads,
+                    timeout_s=self.timeout_s,
+                    body=body,
+                )
             return wrk.run(
-                url, connections, duration_s, threads=self.threads, timeout_s=self.timeout_s
+                url,
+                connections,
+                duration_s,
+                threads=self.threads,
+                timeout_s=self.timeout_s,
+                body=body,
             )
         parts = urlsplit(url)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -83,4 +97,5 @@ class LoadGenerator:
             requests=requests,
             processes=self.processes,
             timeout_s=self.timeout_s,
+            body=body,
         )

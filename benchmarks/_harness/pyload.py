@@ -34,6 +34,7 @@ class LoadPlan:
     duration_s: float
     requests: int | None = None  # this worker's budget; None: run for duration_s
     timeout_s: float = 10.0
+    body: bytes | None = None  # a JSON body to POST; None: GET
 
 
 @dataclass
@@ -47,8 +48,15 @@ class ResponseError(Exception):
     """The server answered something that is not an HTTP/1.1 response."""
 
 
-def build_request(host: str, port: int, path: str) -> bytes:
-    return f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+def build_request(host: str, port: int, path: str, body: bytes | None = None) -> bytes:
+    """A GET, or with ``body`` a POST of that JSON body."""
+    if body is None:
+        return f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
 
 
 def parse_head(head: bytes) -> tuple[int, int | None, bool, bool]:
@@ -168,7 +176,7 @@ async def _drive(conn: _Connection, rec: _Recorder) -> None:
 
 
 async def _run_worker(plan: LoadPlan, barrier: Any) -> WorkerReport:
-    request = build_request(plan.host, plan.port, plan.path)
+    request = build_request(plan.host, plan.port, plan.path, plan.body)
     conns = [_Connection(plan, request) for _ in range(plan.connections)]
     for conn in conns:
         try:
@@ -208,12 +216,14 @@ def run(
     requests: int | None = None,
     processes: int = 1,
     timeout_s: float = 10.0,
+    body: bytes | None = None,
 ) -> Measurement:
-    """Drive ``http://host:port/path`` with ``connections`` keep-alive connections."""
+    """Drive ``http://host:port/path`` with ``connections`` keep-alive connections
+    (GETs, or POSTs of the JSON ``body``)."""
     processes = max(1, min(processes, connections))
     budgets = split(requests, processes) if requests is not None else [None] * processes
     plans = [
-        LoadPlan(host, port, path, n, warmup_s, duration_s, budget, timeout_s)
+        LoadPlan(host, port, path, n, warmup_s, duration_s, budget, timeout_s, body)
         for n, budget in zip(split(connections, processes), budgets, strict=True)
     ]
     ctx = mp.get_context("spawn")  # the parent may run threads (a serval driver does)

@@ -41,7 +41,7 @@ from benchmarks._harness.stats import (
 
 SCHEMA_VERSION = 1
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
-VERSIONED = ("serval", "uvicorn", "uvloop", "httptools", "ray")
+VERSIONED = ("serval", "uvicorn", "uvloop", "httptools", "ray", "litserve", "numpy", "scikit-learn")
 
 
 def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:

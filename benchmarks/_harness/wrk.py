@@ -38,6 +38,19 @@ end
 """
 
 
+def post_lua(body: bytes) -> str:
+    """Lua that makes every request a POST of the JSON ``body``."""
+    text = body.decode()
+    return (
+        f'wrk.method = "POST"\nwrk.body = {_lua_string(text)}\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+
+
+def _lua_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
 def available() -> bool:
     return shutil.which("wrk") is not None
 
@@ -77,12 +90,14 @@ def run(
     *,
     threads: int = 1,
     timeout_s: float = 10.0,
+    body: bytes | None = None,
 ) -> Measurement:
-    """One wrk run of ``duration_s`` (rounded up to whole seconds)."""
+    """One wrk run of ``duration_s`` (rounded up to whole seconds); GETs, or POSTs of
+    the JSON ``body``."""
     fd, path = tempfile.mkstemp(suffix=".lua", prefix="serval-wrk-")
     try:
         with os.fdopen(fd, "w") as f:
-            f.write(REPORT_LUA)
+            f.write((post_lua(body) if body is not None else "") + REPORT_LUA)
         argv = command(url, connections, duration_s, path, threads=threads, timeout_s=timeout_s)
         proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     finally:

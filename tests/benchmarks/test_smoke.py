@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from benchmarks import http_overhead
+import json
+from pathlib import Path
+
+from benchmarks import bench, http_overhead
+from benchmarks._bench.cells import Cell, Role
 from benchmarks._harness import wrk
 from benchmarks._harness.loadgen import LoadGenerator
 from benchmarks._harness.stats import compare
@@ -48,3 +52,23 @@ def test_http_overhead_smallest_run() -> None:
         assert r.errors == 0, r
     (comparison,) = compare(results, http_overhead.BARE)
     assert comparison.rps_ratio > 0
+
+
+def test_bench_every_scenario_smallest_serval_only(tmp_path: Path) -> None:
+    """`make bench` in its smallest form, serval and the limits only (no Ray, no
+    LitServe): every scenario runs, nothing fails, the table, file and chart exist."""
+    argv = ["--quick", "--peers", "none", "--loadgen", "python", "--duration", "0.3"]
+    argv += ["--warmup", "0.2", "--mm-requests", "64", "--out", str(tmp_path)]
+    argv += ["--json", str(tmp_path / "bench.json")]
+    assert bench.main(argv) == 0
+    wait_for(lambda: not serval_children(), timeout_s=30, what="serval to exit")
+    doc = json.loads((tmp_path / "bench.json").read_text())
+    cells = [Cell.from_json(c) for c in doc["cells"]]
+    assert [c for c in cells if c.error] == []
+    serval_points = {c.scenario for c in cells if c.role is Role.SERVAL}
+    assert serval_points == {c.scenario for c in cells}  # serval measured at every point
+    assert {c.system for c in cells if c.role is Role.PEER} == set()
+    assert {"hello c32", "handle c1", "pipeline c32", "many models", "startup"} <= serval_points
+    assert all(c.rps and c.rps > 0 for c in cells if c.role is Role.SERVAL and c.concurrency)
+    assert (tmp_path / "bench.png").stat().st_size > 0
+    assert "serval" in (tmp_path / "latest.md").read_text()
