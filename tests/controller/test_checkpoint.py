@@ -1,0 +1,96 @@
+"""The controller's checkpoint against the in-memory store: what is saved, when, and what a
+new controller rebuilds from it. (Adopting real replicas is tested on Ray, in
+tests/runtime/test_ray_fault_tolerance.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from serval.canary import CanaryConfig
+from serval.controller.application_state import Application
+from serval.controller.canary_state import CanaryState
+from serval.controller.checkpoint import Checkpointer
+from serval.controller.controller import Controller
+from serval.runtime.base import MemoryCheckpointStore, ProcessHandle, Runtime
+from serval.transport.messages import AppSpec, DeploymentSpec
+
+
+class NoRuntime(Runtime):
+    """Starts nothing; remembers which replicas a restore asked to forget."""
+
+    name = "none"
+
+    def __init__(self) -> None:
+        self.kept: set[str] | None = None
+
+    async def start_replica(
+        self, replica_id: str, *, env: dict[str, str], resources: dict[str, object]
+    ) -> ProcessHandle:
+        raise AssertionError("a restore must not start replicas")
+
+    async def start_proxy(
+        self,
+        name: str,
+        args: Sequence[str],
+        *,
+        pass_fds: Sequence[int] = (),
+        node: str = "",
+        http: tuple[str, int] = ("", 0),
+    ) -> ProcessHandle:
+        raise AssertionError("no proxies here")
+
+    async def forget_replicas(self, keep: set[str]) -> None:
+        self.kept = keep
+
+    async def shutdown(self) -> None:
+        pass
+
+
+def _spec(name: str, user_config: object = None) -> AppSpec:
+    config = {"num_replicas": 2, "user_config": user_config}
+    deployment = DeploymentSpec("D", b"code", b"args", config, code_hash="h1")
+    return AppSpec(name, f"/{name}", "D", [deployment], sys_path=["/app"], cwd="/app")
+
+
+async def _controller(store: MemoryCheckpointStore) -> Controller:
+    return Controller("tcp:127.0.0.1:1", NoRuntime(), None, {}, Checkpointer(store))
+
+
+def test_saved_state_is_rebuilt_by_a_new_controller() -> None:
+    async def scenario() -> None:
+        store = MemoryCheckpointStore()
+        first = await _controller(store)
+        first.apps["shop"] = Application(_spec("shop"), first.deps)
+        first.apps["shop"].deployments["D"].set_user_config({"tag": "live"})
+        first.apps["shop"].deployments["D"].target_count = 5  # the autoscaler's decision
+        first.apps["old"] = Application(_spec("old"), first.deps)
+        first.apps["old"].delete()
+        first.canaries["shop"] = CanaryState("shop", "shop@canary", CanaryConfig(weight=0.2))
+        assert first.checkpoint is not None
+        first.checkpoint.save(first)
+        first.checkpoint.save(first)  # unchanged: not written again
+        assert store.saves == 1
+
+        second = await _controller(store)
+        assert second.checkpoint is not None
+        assert await second.checkpoint.restore(second) == 0  # no replicas were recorded
+        shop = second.apps["shop"]
+        assert shop.spec.route_prefix == "/shop" and shop.spec.sys_path == ["/app"]
+        assert shop.deployments["D"].config.user_config == {"tag": "live"}
+        assert shop.deployments["D"].target_count == 5
+        assert second.apps["old"].deleting
+        assert second.canaries["shop"].config.weight == 0.2
+        assert isinstance(second.runtime, NoRuntime) and second.runtime.kept == set()
+
+    asyncio.run(scenario())
+
+
+def test_an_empty_store_restores_nothing() -> None:
+    async def scenario() -> None:
+        controller = await _controller(MemoryCheckpointStore())
+        assert controller.checkpoint is not None
+        assert await controller.checkpoint.restore(controller) == 0
+        assert controller.apps == {}
+
+    asyncio.run(scenario())
