@@ -149,7 +149,6 @@ _RSS_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RSS and malloc_trim: Linux")
 def test_memory_comes_back_after_eviction() -> None:
     done = subprocess.run(
         [sys.executable, "-c", _RSS_SCRIPT],
