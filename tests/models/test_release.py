@@ -12,8 +12,6 @@ import textwrap
 import warnings
 from typing import Any
 
-import pytest
-
 from serval.models._release import Reclaimer, release
 
 MB = 1024**2
