@@ -28,7 +28,7 @@ def main() -> None:
     import ray
     from ray import serve
 
-    from benchmarks._mm_common import load_tenant, score
+    from benchmarks._mm_common import load_tenant, score, warm_up
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": args.port})
@@ -36,6 +36,9 @@ def main() -> None:
 
     @serve.deployment(num_replicas=2, max_ongoing_requests=32)
     class Scorer:
+        def __init__(self) -> None:
+            warm_up()
+
         @serve.multiplexed(max_num_models_per_replica=capacity)  # type: ignore[untyped-decorator]
         async def get_model(self, model_id: str) -> Any:
             return await load_tenant(registry, model_id, latency, loads)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import gc
 import json
 import logging
 import os
@@ -249,6 +250,12 @@ class ReplicaServer:
                 )
             await code.call("reconfigure", (msg.user_config,), {})
         self.code = code
+        # Everything built so far (imported libraries, the user's constructor) lives as
+        # long as the replica: move it out of the cycle collector's sight, so that full
+        # collections (Python's own, and the model store's after evictions) scan only
+        # what serving creates — a full collection of a process that imported
+        # scikit-learn takes ~60 ms with the objects in view, well under 1 ms without.
+        gc.freeze()
         self.state = ReplicaState.RUNNING
         self._reporter = asyncio.get_running_loop().create_task(self._report_models())
         logger.info(
