@@ -146,3 +146,28 @@ def test_a_second_driver_attaches_to_the_same_serval(ray_serve: str) -> None:
     assert out.stdout.splitlines()[-2:] == ["['where']", node]
     # The second driver ended without serval.shutdown(): serval keeps serving.
     assert httpx.get(f"{ray_serve}/where", timeout=30).text == node
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_taken_http_port_is_a_clear_error_and_leaves_nothing_running(
+    serval_home: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    import ray
+
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    ray.init(num_cpus=1, include_dashboard=False, namespace="serval-t")
+    try:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            with pytest.raises(ServalError, match=f"port {port} on 127.0.0.1 is already in use"):
+                serval.start(http_options={"port": port}, runtime="ray")
+        names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)]
+        assert names == [], f"serval actors left behind: {names}"
+    finally:
+        ray.shutdown()
