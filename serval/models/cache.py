@@ -340,7 +340,11 @@ class ModelCache:
 
     async def _measure(self, model_id: str, model: Any) -> int:
         try:
-            return await asyncio.to_thread(measure, model, self._sizer)
+            if self._sizer is None and not _has_size_hook(model):
+                # The estimate walks the object graph: off the event loop.
+                return await asyncio.to_thread(measure, model, None)
+            # A sizer or a __serval_nbytes__ hook answers at once: no thread hop.
+            return measure(model, self._sizer)
         except Exception as exc:
             raise ModelLoadError(model_id, f"measuring its size raised {exc!r}") from exc
 
@@ -397,6 +401,10 @@ class ModelCache:
             entry.model = None
         if leaving:
             self._reclaimer.request(sum(entry.size for _, entry in leaving))
+
+
+def _has_size_hook(model: Any) -> bool:
+    return callable(getattr(model, "__serval_nbytes__", None)) and not isinstance(model, type)
 
 
 def _check_id(model_id: object) -> None:

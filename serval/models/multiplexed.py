@@ -173,10 +173,12 @@ def multiplexed(
 
     ``max_num_models_per_replica``: models kept per replica (``-1``: no count limit).
     ``max_bytes``: bytes kept (``"2GiB"``), measured after each load; ``sizer(model)``
-    or the model's ``__serval_nbytes__()`` measure it when given. ``policy``: ``gdsf``
-    (default), ``lfu`` or ``lru``; ``admission="tinylfu"`` keeps one-off tenants from
-    flushing hot models. Loads: ``max_concurrent_loads`` at once, ``load_timeout_s``
-    each, ``load_retries`` extra attempts with backoff. Bad options raise
+    or the model's ``__serval_nbytes__()`` measure it when given (they run on the
+    event loop, so they must answer at once; the fallback estimate runs in a
+    thread). ``policy``: ``gdsf`` (default), ``lfu`` or ``lru``;
+    ``admission="tinylfu"`` keeps one-off tenants from flushing hot models. Loads:
+    ``max_concurrent_loads`` at once, ``load_timeout_s`` each, ``load_retries`` extra
+    attempts with backoff. Bad options raise
     :class:`~serval.exceptions.ConfigError` here.
 
     Example::

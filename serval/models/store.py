@@ -18,10 +18,11 @@ The hot tier (:class:`~serval.models.cache.ModelCache`) sits above this, in repl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from serval.exceptions import ModelLoadError, ModelNotFoundError
@@ -100,16 +101,8 @@ class ModelStore:
 
     async def resolve(self, model_id: str) -> ModelRef:
         """The concrete version ``model_id`` names."""
-        try:
+        with self._registry_errors(model_id, f"the registry {self.registry.identity}"):
             return await self.registry.resolve(model_id)
-        except ModelNotFoundError:
-            self._cold.misses += 1
-            raise
-        except Exception as exc:
-            self._cold.load_failures += 1
-            raise ModelLoadError(
-                model_id, f"the registry {self.registry.identity} failed: {_text(exc)}"
-            ) from exc
 
     async def fill_warm(self, model_ids: Iterable[str]) -> dict[str, str]:
         """Fetch models into the warm tier without loading them here (before a rollout,
@@ -167,21 +160,27 @@ class ModelStore:
 
     async def _fetch(self, model_id: str, ref: ModelRef) -> Artifact:
         started = time.perf_counter()
-        try:
+        with self._registry_errors(model_id, f"fetching {ref} from {self.registry.identity}"):
             artifact = await self.registry.fetch(ref)
-        except ModelNotFoundError:
-            self._cold.misses += 1
-            raise
-        except Exception as exc:
-            self._cold.load_failures += 1
-            raise ModelLoadError(
-                model_id, f"fetching {ref} from {self.registry.identity} failed: {_text(exc)}"
-            ) from exc
         self._cold.hits += 1
         self._cold.loads += 1
         self._cold.load_time_s += time.perf_counter() - started
         self._cold.bytes_loaded += len(artifact.data)
         return artifact
+
+    @contextlib.contextmanager
+    def _registry_errors(self, model_id: str, what: str) -> Iterator[None]:
+        """The one place registry errors are translated: unknown stays
+        :class:`ModelNotFoundError` (404), anything else is a :class:`ModelLoadError`
+        naming the model and the cause; both are counted."""
+        try:
+            yield
+        except ModelNotFoundError:
+            self._cold.misses += 1
+            raise
+        except Exception as exc:
+            self._cold.load_failures += 1
+            raise ModelLoadError(model_id, f"{what} failed: {_text(exc)}") from exc
 
     async def _deserialize(self, model_id: str, artifact: Artifact) -> Any:
         try:

@@ -10,6 +10,7 @@ to status codes through :func:`serval.exceptions.http_status_for`.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import time
@@ -69,6 +70,10 @@ class ProxyApp:
         self.admin = build_admin_app(ctx, token) if token else None
         self.options = options
         self.routes = RouteTable()
+        # Request ids: this proxy's random prefix and a counter (uuid4 per request costs
+        # a system call for randomness on the hot path).
+        self._id_prefix = uuid.uuid4().hex[:12] + "-"
+        self._ids = itertools.count(1)
         self.has_routes = asyncio.Event()  # set by the first route table from the controller
         self._timeout = options.request_timeout_s
         self._max_body = options.max_request_body_bytes
@@ -122,7 +127,7 @@ class ProxyApp:
             elif name == _REQUEST_ID:
                 request_id = value.decode("latin-1")
         if not request_id:
-            request_id = uuid.uuid4().hex
+            request_id = f"{self._id_prefix}{next(self._ids):x}"
         client = scope.get("client") or ("", 0)
         prefix = route.prefix
         request = HttpRequest(

@@ -27,6 +27,7 @@ from serval.transport.messages import FINAL, Cancel, ErrorReply, Message
 
 HEADER = struct.Struct("<II")
 _HEADER_SIZE = HEADER.size
+_FLUSH_BYTES = 64 * 1024  # frames queued in one tick past this size are written at once
 _MAX_FRAME = 1 << 31
 _encoder = msgspec.msgpack.Encoder()
 _decoder: msgspec.msgpack.Decoder[Message] = msgspec.msgpack.Decoder(Message)
@@ -102,6 +103,9 @@ class Connection(asyncio.Protocol):
         self._next_id = 1
         self._paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
+        self._out: list[bytes | bytearray] | None = None  # frames waiting for this tick's flush
+        self._out_bytes = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
         self.peer: Any = None
 
@@ -109,6 +113,7 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        self._loop = asyncio.get_running_loop()
         self.peer = transport.get_extra_info("peername")
 
     def data_received(self, data: bytes) -> None:
@@ -170,9 +175,28 @@ class Connection(asyncio.Protocol):
             self._handler(self, stream_id, msg)
 
     def send(self, stream_id: int, msg: Message) -> None:
+        """Queue a frame; the frames sent in one event-loop tick go out in one write at
+        its end (one system call for all the requests and replies of a busy tick)."""
         if self._transport is None or self.closed:
             return
-        self._transport.write(encode_frame(stream_id, msg))
+        frame = encode_frame(stream_id, msg)
+        if self._out is not None:
+            self._out.append(frame)
+            self._out_bytes += len(frame)
+            if self._out_bytes >= _FLUSH_BYTES:  # a sender that does not yield: write now
+                self._flush()
+            return
+        self._out = [frame]
+        self._out_bytes = len(frame)
+        assert self._loop is not None
+        self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, None
+        self._out_bytes = 0
+        if not out or self._transport is None or self.closed:
+            return
+        self._transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     async def drain(self) -> None:
         """Wait until the transport's write buffer has room (backpressure)."""
@@ -209,4 +233,5 @@ class Connection(asyncio.Protocol):
 
     def close(self) -> None:
         if self._transport is not None and not self.closed:
+            self._flush()  # what was sent before close() still goes out
             self._transport.close()
