@@ -171,3 +171,56 @@ def test_a_taken_http_port_is_a_clear_error_and_leaves_nothing_running(
         assert names == [], f"serval actors left behind: {names}"
     finally:
         ray.shutdown()
+
+
+@serval.deployment(ray_actor_options={"num_cpus": 1}, health_check_period_s=0.5)
+def node_of(request: object) -> str:
+    import os
+
+    return os.environ["SERVAL_NODE_ID"]
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_replicas_of_a_node_that_leaves_are_rescheduled_elsewhere(
+    serval_home: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The head has no CPU for replicas, so the replica lands on a worker node; that
+    node leaves the cluster; the replica comes back on the other worker node and the
+    head's proxy answers from it."""
+    import httpx
+    from ray.cluster_utils import Cluster
+
+    from tests.utils import wait_for
+
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False}
+    )
+    try:
+        first = cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        port = free_port()
+        serval.start(http_options={"port": port}, runtime="ray", address=cluster.address)
+        serval.run(node_of.bind(), name="n", route_prefix="/n")
+        url = f"http://127.0.0.1:{port}/n"
+        before = httpx.get(url, timeout=30).text
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        cluster.remove_node(first)
+
+        def elsewhere() -> bool:
+            try:
+                r = httpx.get(url, timeout=10)
+            except httpx.HTTPError:
+                return False
+            return r.status_code == 200 and r.text != before
+
+        wait_for(elsewhere, timeout_s=90, what="the replica to come back on the other node")
+        assert serval.status().applications["n"].deployments["node_of"].replica_states == {
+            "RUNNING": 1
+        }
+        serval.shutdown()
+    finally:
+        cluster.shutdown()
