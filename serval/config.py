@@ -103,6 +103,9 @@ _RAY_ACTOR_OPTION_KEYS = {
 }
 
 
+_PG_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+
+
 class DeploymentConfig(_Options):
     """Everything ``@serval.deployment(...)`` and ``.options(...)`` accept."""
 
@@ -166,6 +169,25 @@ class DeploymentConfig(_Options):
             isinstance(k, str) and isinstance(x, str) for k, x in env_vars.items()
         ):
             raise ValueError("runtime_env.env_vars must be a dict of str -> str")
+        return v
+
+    @field_validator("placement_group_bundles")
+    @classmethod
+    def _bundles(cls, v: list[dict[str, float]] | None) -> list[dict[str, float]] | None:
+        if v is None:
+            return v
+        if not v or any(not b or any(n < 0 for n in b.values()) for b in v):
+            raise ValueError(
+                "must be a non-empty list of non-empty bundles of resource -> amount >= 0, "
+                'e.g. [{"CPU": 1}, {"CPU": 2}] (the replica runs in the first)'
+            )
+        return v
+
+    @field_validator("placement_group_strategy")
+    @classmethod
+    def _strategy(cls, v: str | None) -> str | None:
+        if v is not None and v not in _PG_STRATEGIES:
+            raise ValueError(f"must be one of {list(_PG_STRATEGIES)}")
         return v
 
     @model_validator(mode="after")

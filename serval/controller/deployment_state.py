@@ -248,6 +248,15 @@ class DeploymentState:
 
     # -- replica lifecycles -------------------------------------------------------------
 
+    def _placement(self) -> dict[str, object]:
+        """What the runtime needs to place a replica: ``ray_actor_options`` and the
+        placement group options (the local runtime ignores them)."""
+        placement: dict[str, object] = dict(self.config.ray_actor_options or {})
+        if self.config.placement_group_bundles:
+            placement["placement_group_bundles"] = self.config.placement_group_bundles
+            placement["placement_group_strategy"] = self.config.placement_group_strategy or "PACK"
+        return placement
+
     async def _run_start(self, replica: Replica) -> None:
         spec = self.spec
         env = {**self.config.env_vars(), "SERVAL_REPLICA_ID": replica.replica_id}
@@ -255,7 +264,7 @@ class DeploymentState:
             proc = await self._deps.runtime.start_replica(
                 replica.replica_id,
                 env=env,
-                resources=dict(self.config.ray_actor_options or {}),
+                resources=self._placement(),
             )
             replica.process = proc
             self._spawn(replica, self._watch_exit(replica, proc))

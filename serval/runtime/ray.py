@@ -30,6 +30,8 @@ from serval.runtime._ray_hosts import (
 )
 from serval.runtime.base import CheckpointStore, ProcessHandle, Runtime
 
+PLACEMENT_GROUP_PREFIX = "serval-pg-"  # + replica id
+
 _ACTOR_OPTIONS = ("num_gpus", "memory", "resources", "runtime_env", "accelerator_type")
 
 
@@ -41,11 +43,14 @@ def _proxy_env() -> dict[str, str]:
 class RayProcess(ProcessHandle):
     """A process hosted by a Ray actor; it ends when the actor ends."""
 
-    def __init__(self, name: str, address: str, actor: Any, pid: int | None) -> None:
+    def __init__(
+        self, name: str, address: str, actor: Any, pid: int | None, group: Any = None
+    ) -> None:
         self.name = name
         self.address = address
         self._actor = actor
         self._pid = pid
+        self._group = group  # its placement group, if it has one
         self._exit: int | None = None
 
     @property
@@ -63,6 +68,7 @@ class RayProcess(ProcessHandle):
             except Exception:  # the actor died (killed, node lost): its process is gone
                 code = -1
             self._exit = code
+            self._remove_group()
         return self._exit
 
     def kill(self) -> None:
@@ -72,6 +78,17 @@ class RayProcess(ProcessHandle):
             ray.kill(self._actor, no_restart=True)
         except Exception:
             pass
+        self._remove_group()
+
+    def _remove_group(self) -> None:
+        group, self._group = self._group, None
+        if group is not None:
+            from ray.util import remove_placement_group
+
+            try:
+                remove_placement_group(group)
+            except Exception:  # already gone with its cluster
+                pass
 
 
 class RayKVStore(CheckpointStore):
@@ -117,6 +134,16 @@ class RayRuntime(Runtime):
     ) -> ProcessHandle:
         options: dict[str, Any] = {"num_cpus": resources.get("num_cpus", 0)}
         options.update({k: resources[k] for k in _ACTOR_OPTIONS if k in resources})
+        group = await self._placement_group(replica_id, resources)
+        if group is not None:
+            from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+            # The replica runs in the first bundle; what it starts may use the others.
+            options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+                placement_group=group,
+                placement_group_bundle_index=0,
+                placement_group_capture_child_tasks=True,
+            )
         actor: Any = self._replica_cls.options(
             name=f"{REPLICA_PREFIX}{replica_id}",
             namespace=self.namespace,
@@ -125,7 +152,24 @@ class RayRuntime(Runtime):
         ).remote(replica_id, env)
         address = await actor.start.remote()
         pid = await actor.pid.remote()
-        return self._track(RayProcess(f"replica {replica_id}", address, actor, pid))
+        return self._track(RayProcess(f"replica {replica_id}", address, actor, pid, group))
+
+    async def _placement_group(self, replica_id: str, resources: dict[str, object]) -> Any:
+        """The replica's own placement group (``placement_group_bundles``), reserved
+        before the replica starts; removed when the replica ends."""
+        bundles = resources.get("placement_group_bundles")
+        if not bundles:
+            return None
+        from ray.util.placement_group import placement_group
+
+        group = placement_group(
+            bundles,
+            strategy=str(resources.get("placement_group_strategy") or "PACK"),
+            name=f"{PLACEMENT_GROUP_PREFIX}{replica_id}",
+            lifetime="detached",  # like the replica: it outlives a controller that dies
+        )
+        await group.ready()
+        return group
 
     async def adopt_replica(self, replica_id: str, address: str) -> ProcessHandle | None:
         try:
@@ -133,7 +177,14 @@ class RayRuntime(Runtime):
             pid = await actor.pid.remote()
         except Exception:  # gone while there was no controller
             return None
-        return self._track(RayProcess(f"replica {replica_id}", address, actor, pid))
+        group = self._named_group(f"{PLACEMENT_GROUP_PREFIX}{replica_id}")
+        return self._track(RayProcess(f"replica {replica_id}", address, actor, pid, group))
+
+    def _named_group(self, name: str) -> Any:
+        try:
+            return self._ray.util.get_placement_group(name)
+        except ValueError:  # it has none
+            return None
 
     async def forget_replicas(self, keep: set[str]) -> None:
         """Kill the replica actors the checkpoint does not know (started or stopping when
@@ -147,6 +198,11 @@ class RayRuntime(Runtime):
                     self._ray.kill(self._ray.get_actor(name, namespace=self.namespace))
                 except Exception:
                     pass
+                group = self._named_group(
+                    PLACEMENT_GROUP_PREFIX + name.removeprefix(REPLICA_PREFIX)
+                )
+                if group is not None:
+                    self._ray.util.remove_placement_group(group)
 
     # -- proxies --------------------------------------------------------------------------
 

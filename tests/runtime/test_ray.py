@@ -224,3 +224,65 @@ def test_replicas_of_a_node_that_leaves_are_rescheduled_elsewhere(
         serval.shutdown()
     finally:
         cluster.shutdown()
+
+
+@serval.deployment(
+    ray_actor_options={"num_cpus": 1},
+    placement_group_bundles=[{"CPU": 1}, {"CPU": 1}],
+    placement_group_strategy="STRICT_SPREAD",
+    graceful_shutdown_wait_loop_s=0.1,
+)
+def grouped(request: object) -> str:
+    import os
+
+    return os.environ["SERVAL_NODE_ID"]
+
+
+def test_placement_group_options_are_validated_at_decoration() -> None:
+    with pytest.raises(ValueError, match="placement_group_strategy"):
+        grouped.options(placement_group_strategy="SOMEWHERE")
+    with pytest.raises(ValueError, match="placement_group_bundles"):
+        grouped.options(placement_group_bundles=[])
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_replica_with_placement_group_bundles_reserves_them(
+    serval_home: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """STRICT_SPREAD over two nodes: the replica's group holds one bundle on each; it is
+    removed with the replica."""
+    import httpx
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from tests.utils import wait_for
+
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
+    )
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        port = free_port()
+        serval.start(http_options={"port": port}, runtime="ray", address=cluster.address)
+        serval.run(grouped.bind(), name="g", route_prefix="/g")
+        assert httpx.get(f"http://127.0.0.1:{port}/g", timeout=30).status_code == 200
+
+        def groups() -> list[dict[str, object]]:
+            return [
+                g
+                for g in ray.util.placement_group_table().values()
+                if str(g["name"]).startswith("serval-pg-") and g["state"] == "CREATED"
+            ]
+
+        (group,) = groups()
+        assert group["strategy"] == "STRICT_SPREAD" and len(group["bundles"]) == 2  # type: ignore[arg-type]
+        assert len(set(group["bundles_to_node_id"].values())) == 2  # type: ignore[attr-defined]
+        serval.delete("g")
+        wait_for(lambda: not groups(), timeout_s=30, what="the placement group to be removed")
+        serval.shutdown()
+    finally:
+        cluster.shutdown()
