@@ -100,8 +100,7 @@ def build_admin_app(ctx: ProcessContext, token: str) -> Any:
                     listing = {}  # gone meanwhile, or no replica answers
                 out[key] = {
                     replica: listing.get(replica)
-                    if isinstance(listing.get(replica), dict)
-                    and "error" not in listing[replica]
+                    if isinstance(listing.get(replica), dict) and "error" not in listing[replica]
                     else {m: {} for m in ids}
                     for replica, ids in replicas.items()
                 }
