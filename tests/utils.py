@@ -6,11 +6,13 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import psutil
 
 
@@ -56,3 +58,43 @@ def serval_children() -> list[psutil.Process]:
         except psutil.Error:
             pass
     return out
+
+
+class Load:
+    """Sends requests from a few threads until stopped; records every outcome.
+
+    A request that takes longer than ``timeout_s`` counts as hanging (a failure).
+    """
+
+    def __init__(self, url: str, threads: int = 4, timeout_s: float = 20.0) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self.stop = threading.Event()
+        self.ok: list[dict[str, Any]] = []
+        self.failures: list[str] = []
+        self.slowest_s = 0.0
+        self._threads = [threading.Thread(target=self._run) for _ in range(threads)]
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=self.timeout_s) as c:
+            while not self.stop.is_set():
+                start = time.monotonic()
+                try:
+                    r = c.get(self.url)
+                    if r.status_code == 200:
+                        self.ok.append(r.json())
+                    else:
+                        self.failures.append(f"{r.status_code}: {r.text}")
+                except httpx.HTTPError as exc:
+                    self.failures.append(repr(exc))
+                self.slowest_s = max(self.slowest_s, time.monotonic() - start)
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self._threads:
+            t.join()

@@ -14,7 +14,7 @@ from starlette.requests import Request
 
 import serval
 import serval as serve
-from tests.utils import wait_for
+from tests.utils import Load, wait_for
 
 FAST_STOP = {"graceful_shutdown_wait_loop_s": 0.3, "graceful_shutdown_timeout_s": 5}
 
@@ -53,39 +53,6 @@ class Flaky:
 async def sleeper(request: Request) -> str:
     await asyncio.sleep(float(request.query_params["s"]))
     return "finished"
-
-
-class Load:
-    """Sends requests from a few threads until stopped; records every outcome."""
-
-    def __init__(self, url: str, threads: int = 4) -> None:
-        self.url = url
-        self.stop = threading.Event()
-        self.ok: list[dict] = []
-        self.failures: list[str] = []
-        self._threads = [threading.Thread(target=self._run) for _ in range(threads)]
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=30) as c:
-            while not self.stop.is_set():
-                try:
-                    r = c.get(self.url)
-                    if r.status_code == 200:
-                        self.ok.append(r.json())
-                    else:
-                        self.failures.append(f"{r.status_code}: {r.text}")
-                except httpx.HTTPError as exc:
-                    self.failures.append(repr(exc))
-
-    def __enter__(self) -> Load:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self._threads:
-            t.join()
 
 
 def test_killed_replica_is_replaced_while_requests_keep_succeeding(runtime_serve: str) -> None:

@@ -11,8 +11,7 @@ import pytest
 from starlette.requests import Request
 
 import serval
-from tests.runtime.conftest import Load
-from tests.utils import wait_for
+from tests.utils import Load, wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
