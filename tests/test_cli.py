@@ -99,3 +99,20 @@ def test_run_in_foreground_and_ctrl_c(serval_home: str) -> None:
     assert serval_children() == []
     r = _serval("status", env=env)
     assert r.returncode == 1
+
+
+def test_builder_arguments_in_both_spellings_and_bad_ones_named() -> None:
+    import click
+    import pytest
+
+    from serval.cli import _kv_args
+
+    assert _kv_args(("registry=/m", "--pools", '{"p": 1}', "--shared-replicas=2")) == {
+        "registry": "/m",
+        "pools": '{"p": 1}',
+        "shared-replicas": "2",
+    }
+    with pytest.raises(click.BadParameter, match="--registry needs a value"):
+        _kv_args(("--registry",))
+    with pytest.raises(click.BadParameter, match="'oops' is not key=value"):
+        _kv_args(("oops",))

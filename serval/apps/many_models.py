@@ -215,10 +215,7 @@ class Dispatcher:
                 model_id = f"{tenant}@{selector}" if selector else tenant
                 await handle.options(multiplexed_model_id=model_id).prewarm.remote()
             canaries[tenant] = canary.model_dump()
-        ctx = serval.get_replica_context()
-        await serval.api.update_user_config_async(
-            ctx.app_name, ctx.deployment, {"mapping": self.mapping, "model_canaries": canaries}
-        )
+        await self._publish(self.mapping, canaries)
         return {"model_canaries": canaries}
 
     async def update_pools(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -239,12 +236,16 @@ class Dispatcher:
             if pool is not None and not any(c in tenant for c in "*?["):
                 await self._handle(pool).options(multiplexed_model_id=tenant).prewarm.remote()
                 prewarmed.append(tenant)
-        ctx = serval.get_replica_context()
-        canaries = {t: c.model_dump() for t, c in self.canaries.items()}
-        await serval.api.update_user_config_async(
-            ctx.app_name, ctx.deployment, {"mapping": new, "model_canaries": canaries}
-        )
+        await self._publish(new, {t: c.model_dump() for t, c in self.canaries.items()})
         return {"mapping": new, "prewarmed": prewarmed}
+
+    async def _publish(self, mapping: dict[str, str], canaries: dict[str, Any]) -> None:
+        """The new tables become this deployment's ``user_config``: every Dispatcher
+        replica gets them through ``reconfigure()``, no restart."""
+        ctx = serval.get_replica_context()
+        await serval.api.update_user_config_async(
+            ctx.app_name, ctx.deployment, {"mapping": mapping, "model_canaries": canaries}
+        )
 
 
 _VERSION = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$"  # a version or an alias

@@ -34,7 +34,15 @@ from serval.models.cache import ModelCache
 from serval.models.config import CacheConfig, validated
 from serval.models.sizing import Sizer
 
-__all__ = ["MODEL_OPS", "admin", "cache_of", "caches", "loaded_model_ids", "multiplexed"]
+__all__ = [
+    "MODEL_OPS",
+    "admin",
+    "cache_of",
+    "caches",
+    "describe",
+    "loaded_model_ids",
+    "multiplexed",
+]
 
 M = TypeVar("M")
 Method = Callable[[Any, str], Coroutine[Any, Any, M]]
@@ -250,6 +258,15 @@ def loaded_model_ids() -> list[str]:
     for cache in list(_CACHES):
         ids.update(cache.loaded_model_ids())
     return sorted(ids)
+
+
+def describe() -> dict[str, dict[str, Any]]:
+    """Every model in this process's caches with its hits, bytes and pin (the admin
+    API's listing; see :meth:`ModelCache.describe`)."""
+    listing: dict[str, dict[str, Any]] = {}
+    for cache in caches():
+        listing.update(cache.describe())
+    return listing
 
 
 def pin_everywhere(model_id: str) -> None:

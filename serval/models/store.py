@@ -83,6 +83,12 @@ class ModelStore:
         """The version :meth:`load` last returned for ``model_id`` (``None``: never)."""
         return self._served.get(model_id)
 
+    def forget_served(self, keep: set[str]) -> None:
+        """Forget the versions served for ids other than ``keep`` (those no longer held
+        anywhere), so the record stays as small as the caches."""
+        for model_id in self._served.keys() - keep:
+            del self._served[model_id]
+
     async def _load_ref(self, model_id: str, ref: ModelRef) -> Any:
         artifact = await self._from_warm(ref)
         if artifact is not None:

@@ -61,20 +61,20 @@ class VersionWatcher:
 
     async def check(self) -> dict[str, str]:
         """One pass over the cached models; returns those that moved and what to."""
+        held = [(cache, m) for cache in caches() for m in cache.loaded_model_ids()]
+        # Ids loading now load the current version; ids no longer held need no record.
+        self.store.forget_served({m for _, m in held})
         moved: dict[str, str] = {}
-        for cache in caches():
-            for model_id in cache.loaded_model_ids(include_loading=False):
-                served = self.store.served_version(model_id)
-                if served is None:
-                    continue  # loaded by a user loader, not through the store
-                current = await self.store.resolve(model_id)
-                if current == served:
-                    continue
-                logger.info(
-                    "model %r moved from %s to %s: swapping it in", model_id, served, current
-                )
-                if await cache.refresh(model_id):
-                    moved[model_id] = f"{served} -> {current}"
+        for cache, model_id in held:
+            served = self.store.served_version(model_id)
+            if served is None or model_id not in cache:
+                continue  # loading, or loaded by a user loader rather than the store
+            current = await self.store.resolve(model_id)
+            if current == served:
+                continue
+            logger.info("model %r moved from %s to %s: swapping it in", model_id, served, current)
+            if await cache.refresh(model_id):
+                moved[model_id] = f"{served} -> {current}"
         return moved
 
     async def _run(self) -> None:

@@ -293,10 +293,7 @@ class ReplicaServer:
                 f"replica {self.replica_id} serves no multiplexed models (@serval.multiplexed)"
             )
         if msg.op == "list":  # the models in memory, with their hit counts
-            listing: dict[str, Any] = {}
-            for cache in source.caches():
-                listing.update(cache.describe())
-            return listing
+            return source.describe()
         if msg.op == "stats":  # the tiers as this replica sees them, and each hot cache
             models = sys.modules["serval.models"]
             return {

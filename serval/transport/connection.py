@@ -103,8 +103,9 @@ class Connection(asyncio.Protocol):
         self._next_id = 1
         self._paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
-        self._out: list[bytes | bytearray] | None = None  # frames waiting for this tick's flush
+        self._out: list[bytes | bytearray] = []  # frames waiting for this tick's flush
         self._out_bytes = 0
+        self._flush_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
         self.peer: Any = None
@@ -175,28 +176,27 @@ class Connection(asyncio.Protocol):
             self._handler(self, stream_id, msg)
 
     def send(self, stream_id: int, msg: Message) -> None:
-        """Queue a frame; the frames sent in one event-loop tick go out in one write at
-        its end (one system call for all the requests and replies of a busy tick)."""
+        """Queue a frame; the frames sent in one event-loop tick go out together at its
+        end (one vectored write for all the requests and replies of a busy tick)."""
         if self._transport is None or self.closed:
             return
         frame = encode_frame(stream_id, msg)
-        if self._out is not None:
-            self._out.append(frame)
-            self._out_bytes += len(frame)
-            if self._out_bytes >= _FLUSH_BYTES:  # a sender that does not yield: write now
-                self._flush()
-            return
-        self._out = [frame]
-        self._out_bytes = len(frame)
-        assert self._loop is not None
-        self._loop.call_soon(self._flush)
+        self._out.append(frame)
+        self._out_bytes += len(frame)
+        if self._out_bytes >= _FLUSH_BYTES:  # a sender that does not yield: write now
+            self._flush()
+        elif not self._flush_pending:
+            self._flush_pending = True
+            assert self._loop is not None
+            self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
-        out, self._out = self._out, None
-        self._out_bytes = 0
-        if not out or self._transport is None or self.closed:
+        self._flush_pending = False
+        if not self._out:
             return
-        self._transport.write(out[0] if len(out) == 1 else b"".join(out))
+        out, self._out, self._out_bytes = self._out, [], 0
+        if self._transport is not None and not self.closed:
+            self._transport.writelines(out)  # no join: the frames go out as they are
 
     async def drain(self) -> None:
         """Wait until the transport's write buffer has room (backpressure)."""

@@ -333,3 +333,24 @@ def test_bad_options_fail_when_the_cache_is_made() -> None:
 def test_repr_says_what_it_holds() -> None:
     text = repr(cache(Recorder(), max_models=4))
     assert text.startswith("ModelCache('models', models=0, bytes=0,") and "max_models=4" in text
+
+
+async def test_resize_evicts_over_the_new_limits_but_keeps_pins() -> None:
+    models = cache(Recorder(), max_models=4, policy="lru")
+    models.pin("vip")
+    for name in ("vip", "a", "b", "c"):
+        await models.get(name)
+    evicted = models.resize(max_models=2)
+    assert sorted(evicted) == ["a", "b"] and models.loaded_model_ids() == ["c", "vip"]
+    await asyncio.sleep(0)  # the evicted ones are released in the background
+    assert sorted(Model.closed) == ["a", "b"]
+    assert models.config.max_models == 2
+
+
+async def test_resize_rejects_bad_limits_naming_them() -> None:
+    models = cache(Recorder(), max_models=4)
+    with pytest.raises(TypeError, match="policy"):
+        models.resize(policy="lru")
+    with pytest.raises(ConfigError, match="max_bytes"):
+        models.resize(max_bytes="lots")
+    assert models.config.max_models == 4

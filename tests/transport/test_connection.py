@@ -65,3 +65,26 @@ async def test_lost_connection_fails_open_streams() -> None:
         reply = await conn.open(Call("x", b"")).receive()  # on a closed connection
         assert isinstance(reply, ErrorReply) and reply.kind == "unavailable"
         server.close()
+
+
+async def test_two_megabytes_of_frames_sent_in_one_tick_arrive_whole_and_in_order() -> None:
+    got: list[Message] = []
+    done = asyncio.Event()
+    n = 2000  # ~2 MB of frames from one tick: well past the flush threshold
+
+    def handler(conn: Connection, sid: int, msg: Message) -> None:
+        got.append(msg)
+        if len(got) == n:
+            done.set()
+
+    with short_tmpdir() as d:
+        address = f"unix:{os.path.join(d, 's.sock')}"
+        server = await listen(address, handler)
+        conn = await dial(address)
+        payloads = [os.urandom(1000) for _ in range(n)]
+        for i, p in enumerate(payloads):  # no await in between: all in one tick
+            conn.send(i + 1, Call("x", p))
+        await asyncio.wait_for(done.wait(), 10)
+        assert [m.payload for m in got if isinstance(m, Call)] == payloads
+        conn.close()
+        server.close()
