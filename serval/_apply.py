@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 from serval import api
 from serval._import import load_application
 from serval.deployment import Application
 from serval.exceptions import ConfigError
-from serval.schema import ApplicationSchema, DeploymentSchema, ServeConfig
+from serval.schema import ApplicationSchema, DeploymentSchema, ServeConfig, notices
 
 _OPTION_FIELDS = set(DeploymentSchema.model_fields) - {"name"}
 
@@ -51,9 +55,38 @@ def build_config(target: str, name: str, route_prefix: str | None) -> ServeConfi
     )
 
 
-def _with_overrides(app: Application, schema: ApplicationSchema, index: int) -> Application:
-    overrides = {d.name: d.overrides() for d in schema.deployments}
+def _deployment_overrides(
+    dep_name: str, current: Any, schema: ApplicationSchema, config: ServeConfig
+) -> dict[str, Any]:
+    """What the file changes in one deployment: its own entry, plus the application's
+    ``runtime_env.env_vars`` and the nearest ``logging_config`` (deployment, then
+    application, then the file's top level)."""
+    entry = next((d for d in schema.deployments if d.name == dep_name), None)
+    out = entry.overrides() if entry is not None else {}
+    env_vars = schema.runtime_env.get("env_vars") or {}
+    if env_vars:
+        actor = dict(out.get("ray_actor_options") or current.ray_actor_options or {})
+        runtime_env = dict(actor.get("runtime_env") or {})
+        runtime_env["env_vars"] = {**env_vars, **(runtime_env.get("env_vars") or {})}
+        actor["runtime_env"] = runtime_env
+        out["ray_actor_options"] = actor
+    if "logging_config" not in out:
+        inherited = schema.logging_config or config.logging_config
+        if inherited is not None:
+            out["logging_config"] = inherited.as_options()
+    return out
+
+
+def _with_overrides(
+    app: Application, schema: ApplicationSchema, index: int, config: ServeConfig
+) -> Application:
     names = {node.deployment.name for node in _walk(app)}
+    overrides = {
+        node.deployment.name: _deployment_overrides(
+            node.deployment.name, node.deployment.config, schema, config
+        )
+        for node in _walk(app)
+    }
     for j, d in enumerate(schema.deployments):
         if d.name not in names:
             raise ConfigError(
@@ -82,23 +115,53 @@ def _with_overrides(app: Application, schema: ApplicationSchema, index: int) -> 
     return result
 
 
-def apply_config(config: ServeConfig) -> None:
-    """Deploy every application in ``config`` and delete the running ones it leaves out."""
+@contextlib.contextmanager
+def _working_dir(path: str | None) -> Iterator[None]:
+    """Import from ``path`` and make it the replicas' working directory (it is captured
+    into the app spec), as Ray's ``runtime_env.working_dir`` does."""
+    if path is None:
+        yield
+        return
+    before = os.getcwd()
+    sys.path.insert(0, path)
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+        with contextlib.suppress(ValueError):
+            sys.path.remove(path)
+
+
+def apply_config(config: ServeConfig) -> list[str]:
+    """Deploy every application in ``config`` and delete the running ones it leaves out.
+
+    Returns the notices: fields accepted for Ray Serve compatibility that change nothing
+    here (the caller shows each once)."""
+    found = notices(config)
     apps = []
-    for i, schema in enumerate(config.applications):
-        try:
-            app = load_application(schema.import_path, {k: str(v) for k, v in schema.args.items()})
-        except ConfigError as exc:
-            raise ConfigError(f"applications[{i}].import_path: {exc}") from None
-        apps.append((schema, _with_overrides(app, schema, i)))
+    for i, schema in enumerate(config.applications):  # every app loads before any deploys
+        with _working_dir(schema.local_working_dir()):
+            try:
+                app = load_application(
+                    schema.import_path, {k: str(v) for k, v in schema.args.items()}
+                )
+            except ConfigError as exc:
+                raise ConfigError(f"applications[{i}].import_path: {exc}") from None
+            apps.append((schema, _with_overrides(app, schema, i, config)))
     for schema, app in apps:
-        api.run(
-            app, name=schema.name, route_prefix=schema.route_prefix, _import_path=schema.import_path
-        )
-    wanted = {schema.name for schema, _ in apps}
+        with _working_dir(schema.local_working_dir()):
+            api.run(
+                app,
+                name=schema.name,
+                route_prefix=schema.route_prefix,
+                _import_path=schema.import_path,
+            )
+    wanted = {schema.name for schema in config.applications}
     for name in api.status().applications:
         if name not in wanted:
             api.delete(name)
+    return found
 
 
 def running_config() -> ServeConfig:

@@ -206,8 +206,10 @@ def _deploy_file(path: str) -> None:
     if _driver.controller_answers(_driver.controller_address()):
         _driver.connect()
     else:
-        serval.start(http_options=config.http_options, detached=True)
-    apply_config(config)
+        serval.start(http_options=config.effective_http_options(), detached=True)
+    found = apply_config(config)
+    for line in found:
+        console.print(f"[yellow]notice[/] {line}")
     names = ", ".join(a.name for a in config.applications)
     console.print(f"[green]applied[/] {path}: {names}")
 

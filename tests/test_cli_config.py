@@ -66,3 +66,40 @@ def test_build_deploy_twice_reconfigure_and_invalid(serval_home: str, tmp_path: 
 
     stop = _serval("shutdown", "-y", env=env)
     assert stop.returncode == 0, stop.stderr
+
+
+def test_ray_serve_config_file_deploys_unchanged(serval_home: str, tmp_path: object) -> None:
+    """The file Ray Serve's ``serve build`` wrote, with a runtime_env (env vars and a local
+    working_dir, as KubeRay users write them), deploys with ``serval deploy``."""
+    env = {**os.environ, "SERVAL_HOME": serval_home, "SERVAL_NAMESPACE": "raycfg"}
+    port = free_port()
+    apps_dir = os.path.join(ROOT, "tests", "apps")
+    with open(os.path.join(apps_dir, "ray_config", "serve_build.yaml")) as f:
+        text = f.read()
+    text = (
+        text.replace("host: 0.0.0.0", "host: 127.0.0.1")
+        .replace("port: 8000", f"port: {port}")
+        .replace(
+            "runtime_env: {}",
+            f"runtime_env:\n    working_dir: {apps_dir}\n    env_vars: {{GREETING: hello}}",
+        )
+        .replace("enable_access_log: true", "enable_access_log: false")
+    )
+    path = os.path.join(str(tmp_path), "serve_build.yaml")
+    with open(path, "w") as f:
+        f.write(text)
+    try:
+        done = _serval("deploy", path, env=env)
+        assert done.returncode == 0, done.stderr
+        output = done.stdout + done.stderr
+        assert output.count("grpc_options") == 1, output  # one notice naming the field
+        answer = httpx.get(f"http://127.0.0.1:{port}/", timeout=30).json()
+        assert answer == {"weight": 2, "greeting": "hello", "cwd": apps_dir}
+
+        running = _serval("config", env=env)
+        assert running.returncode == 0, running.stderr
+        assert "enable_access_log: false" in running.stdout  # the file's logging_config
+        assert "num_replicas: 2" in running.stdout
+    finally:
+        stop = _serval("shutdown", "-y", env=env)
+        assert stop.returncode == 0, stop.stderr
