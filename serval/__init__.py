@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from serval import exceptions
 from serval.api import (
+    RunTarget,
     delete,
     get_app_handle,
     get_deployment_handle,
@@ -22,13 +23,15 @@ from serval.api import (
     promote,
     rollback,
     run,
+    run_many,
     shutdown,
+    shutdown_async,
     start,
     status,
 )
 from serval.batching import BatchConfig, batch
 from serval.canary import CanaryConfig
-from serval.config import AutoscalingConfig, DeploymentConfig, HTTPOptions
+from serval.config import AutoscalingConfig, BackpressureConfig, DeploymentConfig, HTTPOptions
 from serval.context import (
     ReplicaContext,
     get_multiplexed_model_id,
@@ -46,6 +49,7 @@ __all__ = [
     "Application",
     "ApplicationStatus",
     "AutoscalingConfig",
+    "BackpressureConfig",
     "BatchConfig",
     "CanaryConfig",
     "Deployment",
@@ -56,6 +60,7 @@ __all__ = [
     "DeploymentStatus",
     "HTTPOptions",
     "ReplicaContext",
+    "RunTarget",
     "ServeStatus",
     "__version__",
     "batch",
@@ -72,7 +77,9 @@ __all__ = [
     "promote",
     "rollback",
     "run",
+    "run_many",
     "shutdown",
+    "shutdown_async",
     "start",
     "status",
 ]

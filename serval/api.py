@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from serval import _driver, _process
@@ -57,11 +59,14 @@ def start(
     detached: bool = False,
     runtime: str | None = None,
     address: str | None = None,
+    proxy_location: str | None = None,
     **_ray_compat: Any,
 ) -> None:
     """Start serval on this machine (or connect to the instance already running).
 
     ``http_options`` (or a dict of its fields): host, port, request_timeout_s, ...
+    ``proxy_location`` (Ray Serve's): ``"HeadOnly"``, ``"EveryNode"`` or ``"Disabled"``
+    (no HTTP proxy), the same as ``http_options["location"]``.
     ``detached=True`` keeps serval running after this process exits.
     ``runtime``: ``"local"`` (default: processes on this machine) or ``"ray"`` (replicas
     placed by Ray; ``address`` = ``"auto"`` or ``"ray://host:10001"``, default: a new
@@ -72,7 +77,18 @@ def start(
     if runtime is not None and runtime not in RUNTIMES:
         raise ConfigError(f"unknown runtime {runtime!r}; available: {sorted(RUNTIMES)}")
     options = validated(HTTPOptions, http_options, "http_options")
+    if proxy_location is not None:
+        location = getattr(proxy_location, "value", proxy_location)
+        if location not in _PROXY_LOCATIONS:
+            raise ConfigError(
+                f"invalid start() option 'proxy_location' = {proxy_location!r}: must be one "
+                f"of {sorted(_PROXY_LOCATIONS)}"
+            )
+        options = options.model_copy(update={"location": _PROXY_LOCATIONS[location]})
     _driver.connect_or_start(options, detached=detached, runtime=runtime, address=address)
+
+
+_PROXY_LOCATIONS = {"HeadOnly": "HeadOnly", "EveryNode": "EveryNode", "Disabled": "NoServer"}
 
 
 def _ensure_started() -> None:
@@ -124,6 +140,66 @@ def run(
     if blocking:
         _block_until_interrupted()
     return handle
+
+
+@dataclass(frozen=True)
+class RunTarget:
+    """One application for :func:`run_many` (Ray Serve's ``serve.RunTarget``)."""
+
+    target: Application | Deployment
+    name: str = "default"
+    route_prefix: str | None = "/"
+    logging_config: dict[str, Any] | None = None
+    external_scaler_enabled: bool = False
+
+
+def run_many(
+    targets: Sequence[RunTarget],
+    blocking: bool = False,
+    wait_for_ingress_deployment_creation: bool = True,
+    wait_for_applications_running: bool = True,
+    **_ray_compat: Any,
+) -> list[DeploymentHandle]:
+    """Deploy several applications in one step; returns their ingress handles in order.
+
+    The controller receives them together (one reconcile, no partial state), then this
+    waits until all run (unless ``wait_for_applications_running=False``).
+
+    Example::
+
+        serve.run_many([serve.RunTarget(a.bind(), name="a", route_prefix="/a"),
+                        serve.RunTarget(b.bind(), name="b", route_prefix="/b")])
+    """
+    specs = []
+    for i, run_target in enumerate(targets):
+        if not isinstance(run_target, RunTarget):
+            raise ConfigError(f"run_many() targets[{i}] must be a RunTarget, got {run_target!r}")
+        if run_target.external_scaler_enabled:
+            raise ConfigError(
+                f"run_many() targets[{i}]: external_scaler_enabled is not supported by serval"
+            )
+        app = run_target.target
+        app = app.bind() if isinstance(app, Deployment) else app
+        if not isinstance(app, Application):
+            raise ConfigError(f"run_many() targets[{i}].target must be an application")
+        prefix = app.deployment.route_prefix or run_target.route_prefix
+        spec = build_app_spec(app, run_target.name, prefix)
+        for dep in spec.deployments:
+            if run_target.logging_config is not None and not dep.config.get("logging_config"):
+                dep.config["logging_config"] = dict(run_target.logging_config)
+        specs.append(spec)
+    names = [spec.name for spec in specs]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"run_many() application names must be unique; repeated: {repeated}")
+    _ensure_started()
+    _call(DeployApps(specs))
+    if wait_for_applications_running:
+        _call(WaitApps(names, DEPLOY_TIMEOUT_S), timeout_s=DEPLOY_TIMEOUT_S + 10)
+    handles = [DeploymentHandle(spec.ingress, spec.name) for spec in specs]
+    if blocking:
+        _block_until_interrupted()
+    return handles
 
 
 def _run_canary(
@@ -251,6 +327,11 @@ def shutdown() -> None:
     finally:
         _process.reset()
         _driver.wait_started_exit()
+
+
+async def shutdown_async() -> None:
+    """:func:`shutdown` for async code (Ray Serve's ``serve.shutdown_async``)."""
+    await asyncio.to_thread(shutdown)
 
 
 def get_app_handle(name: str) -> DeploymentHandle:

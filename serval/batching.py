@@ -77,7 +77,7 @@ from pydantic import ConfigDict, Field
 
 from serval.config import _Options, validated
 from serval.context import _request_context
-from serval.exceptions import BatchResultError
+from serval.exceptions import BatchResultError, ConfigError
 
 __all__ = ["BatchConfig", "batch"]
 
@@ -403,7 +403,7 @@ class _Batcher:
         return wait_s
 
     def _start(self, sub: _SubQueue, max_batch_size: int) -> None:
-        batch = [sub.waiting.popleft() for _ in range(min(max_batch_size, len(sub.waiting)))]
+        batch = self._take(sub, max_batch_size)
         del self._ready[sub.key]
         if sub.waiting:  # to the back of the line: other model ids go first
             self._ready[sub.key] = sub
@@ -412,6 +412,35 @@ class _Batcher:
         task = self.loop.create_task(self._run(sub, batch))
         self._tasks.add(task)
         task.add_done_callback(self._finished)
+
+    def _take(self, sub: _SubQueue, max_batch_size: int) -> list[_Call]:
+        """The next batch: up to ``max_batch_size`` calls, or with ``batch_size_fn``, the
+        longest run of calls whose items it sizes at most ``max_batch_size`` (as Ray
+        Serve does: a call too large on its own fails with a clear error)."""
+        size_fn = self.spec.batch_size_fn
+        if size_fn is None:
+            return [sub.waiting.popleft() for _ in range(min(max_batch_size, len(sub.waiting)))]
+        batch: list[_Call] = []
+        items: list[Any] = []
+        while sub.waiting:
+            call = sub.waiting[0]
+            item = call.args[0] if call.args else next(iter(call.kwargs.values()), None)
+            size = size_fn([*items, item])
+            if size > max_batch_size:
+                if batch:
+                    break
+                sub.waiting.popleft()
+                call.fail(
+                    ValueError(
+                        f"{_WHERE} {self.spec.name}: batch_size_fn sizes one item at {size}, "
+                        f"more than max_batch_size={max_batch_size}; raise max_batch_size "
+                        "or check batch_size_fn"
+                    )
+                )
+                continue
+            batch.append(sub.waiting.popleft())
+            items.append(item)
+        return batch
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -476,9 +505,15 @@ class _Batcher:
 class _BatchedFunction:
     """One decorated function: its options (shared by all instances) and its batchers."""
 
-    def __init__(self, fn: Callable[..., Any], config: BatchConfig) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        config: BatchConfig,
+        batch_size_fn: Callable[[list[Any]], int] | None = None,
+    ) -> None:
         self.fn = fn
         self.config = config
+        self.batch_size_fn = batch_size_fn
         self.name = getattr(fn, "__qualname__", repr(fn))
         self.attr = getattr(fn, "__name__", "")
         self.slot = f"_serval_batcher__{self.name}"  # where an instance keeps its queues
@@ -564,7 +599,11 @@ def _streaming_wrapper(spec: _BatchedFunction) -> Callable[..., Any]:
     return batched
 
 
-def _decorate(fn: Callable[..., Any], config: BatchConfig) -> Callable[..., Any]:
+def _decorate(
+    fn: Callable[..., Any],
+    config: BatchConfig,
+    batch_size_fn: Callable[[list[Any]], int] | None = None,
+) -> Callable[..., Any]:
     if not callable(fn):
         raise TypeError(f"{_WHERE} decorates functions and methods, not {fn!r}")
     if not (inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)):
@@ -573,7 +612,7 @@ def _decorate(fn: Callable[..., Any], config: BatchConfig) -> Callable[..., Any]
             f"{_WHERE} needs an 'async def' function or async generator; {name} is not: "
             "declare it 'async def' (it receives a list of items and returns a list)"
         )
-    spec = _BatchedFunction(fn, config)
+    spec = _BatchedFunction(fn, config, batch_size_fn)
     wrapper = _streaming_wrapper(spec) if spec.streaming else _unary_wrapper(spec)
     vars(wrapper).update(
         {
@@ -589,8 +628,11 @@ def _decorate(fn: Callable[..., Any], config: BatchConfig) -> Callable[..., Any]
 class _BatchDecorator:
     """What ``@serval.batch(...)`` returns: applies its options to a function."""
 
-    def __init__(self, config: BatchConfig) -> None:
+    def __init__(
+        self, config: BatchConfig, batch_size_fn: Callable[[list[Any]], int] | None = None
+    ) -> None:
         self.config = config
+        self.batch_size_fn = batch_size_fn
 
     def __repr__(self) -> str:
         return f"batch({self.config!r})"
@@ -612,7 +654,7 @@ class _BatchDecorator:
         self, func: Callable[[S, list[T]], AsyncIterator[Sequence[R]]], /
     ) -> Callable[[S, T], AsyncGenerator[R, None]]: ...
     def __call__(self, func: Callable[..., Any], /) -> Callable[..., Any]:
-        return _decorate(func, self.config)
+        return _decorate(func, self.config, self.batch_size_fn)
 
 
 @overload
@@ -639,6 +681,7 @@ def batch(
     max_batch_size: int = 10,
     batch_wait_timeout_s: float = 0.01,
     max_concurrent_batches: int = 1,
+    batch_size_fn: Callable[[list[Any]], int] | None = None,
 ) -> _BatchDecorator: ...
 def batch(
     func: Callable[..., Any] | None = None,
@@ -647,6 +690,7 @@ def batch(
     max_batch_size: int = 10,
     batch_wait_timeout_s: float = 0.01,
     max_concurrent_batches: int = 1,
+    batch_size_fn: Callable[[list[Any]], int] | None = None,
 ) -> Callable[..., Any] | _BatchDecorator:
     """Batch the calls of an async function or method (Ray Serve's ``@serve.batch``).
 
@@ -654,6 +698,10 @@ def batch(
     returns a list of the same length. A batch starts when it is full, when no other
     caller is expected (see the module docs), or ``batch_wait_timeout_s`` after its oldest
     item arrived. Invalid options raise :class:`~serval.exceptions.ConfigError` here.
+
+    ``batch_size_fn`` (Ray Serve's option) sizes a batch from its items (say, total
+    tokens) in place of counting them: a batch then holds as many calls as fit in
+    ``max_batch_size`` by that measure.
 
     Typed like Ray's: a function ``list[T] -> Sequence[R]`` (or such a method) becomes
     ``T -> R`` for mypy; other shapes (several columns, an ndarray result) need a cast.
@@ -678,6 +726,11 @@ def batch(
         },
         _WHERE,
     )
+    if batch_size_fn is not None and not callable(batch_size_fn):
+        raise ConfigError(
+            f"invalid {_WHERE} option 'batch_size_fn' = {batch_size_fn!r}: must be a callable "
+            "taking the list of items and returning an int"
+        )
     if func is None:
-        return _BatchDecorator(config)
-    return _decorate(func, config)
+        return _BatchDecorator(config, batch_size_fn)
+    return _decorate(func, config, batch_size_fn)

@@ -20,7 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from serval.exceptions import ConfigError
 
-__all__ = ["AutoscalingConfig", "DeploymentConfig", "HTTPOptions", "validated"]
+__all__ = [
+    "AutoscalingConfig",
+    "BackpressureConfig",
+    "DeploymentConfig",
+    "HTTPOptions",
+    "validated",
+]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -106,6 +112,19 @@ _RAY_ACTOR_OPTION_KEYS = {
 _PG_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 
 
+class BackpressureConfig(_Options):
+    """How a deployment at capacity answers (Ray Serve's ``backpressure_config``).
+
+    Example::
+
+        @serval.deployment(max_queued_requests=10,
+                           backpressure_config={"status_code": 429, "retry_after_s": 2})
+    """
+
+    status_code: Literal[503, 429] = 503
+    retry_after_s: float | None = Field(None, ge=0)
+
+
 class DeploymentConfig(_Options):
     """Everything ``@serval.deployment(...)`` and ``.options(...)`` accept."""
 
@@ -124,6 +143,16 @@ class DeploymentConfig(_Options):
     max_replicas_per_node: int | None = Field(None, ge=1)
     logging_config: dict[str, Any] | None = None
     version: str | None = None
+    backpressure_config: BackpressureConfig | None = None
+    # A deployment whose replicas fail to start this many times (at most 3 per target
+    # replica, as Ray Serve counts) is DEPLOY_FAILED.
+    max_constructor_retry_count: int = Field(20, ge=1)
+    # Rollouts: the share of the target replaced at a time, and how many extra replicas
+    # (percent of the target) may run meanwhile. Unset: serval's zero-downtime default
+    # (one replica or 20% extra, old ones stop as new ones are ready). 0% surge: old
+    # replicas stop before their replacements start, as Ray Serve's default does.
+    rolling_update_percentage: float | None = Field(None, gt=0, le=1)
+    max_surge_percent: int | None = Field(None, ge=0, le=100)
 
     @field_validator("num_replicas")
     @classmethod

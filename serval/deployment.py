@@ -201,6 +201,10 @@ def deployment(
     logging_config: Any = ...,
     version: Any = ...,
     max_concurrent_queries: Any = ...,
+    backpressure_config: Any = ...,
+    max_constructor_retry_count: Any = ...,
+    rolling_update_percentage: Any = ...,
+    max_surge_percent: Any = ...,
 ) -> Callable[[Callable[..., Any]], Deployment]: ...
 
 
@@ -225,6 +229,10 @@ def deployment(
     logging_config: Any = UNSET,
     version: Any = UNSET,
     max_concurrent_queries: Any = UNSET,
+    backpressure_config: Any = UNSET,
+    max_constructor_retry_count: Any = UNSET,
+    rolling_update_percentage: Any = UNSET,
+    max_surge_percent: Any = UNSET,
 ) -> Deployment | Callable[[Callable[..., Any]], Deployment]:
     """Turn a function or class into a deployment (Ray Serve's decorator and options).
 
@@ -259,6 +267,10 @@ def deployment(
         "max_replicas_per_node": max_replicas_per_node,
         "logging_config": logging_config,
         "version": version,
+        "backpressure_config": backpressure_config,
+        "max_constructor_retry_count": max_constructor_retry_count,
+        "rolling_update_percentage": rolling_update_percentage,
+        "max_surge_percent": max_surge_percent,
     }
     given = {k: v for k, v in options.items() if v is not UNSET}
     if given.get("num_replicas") is None and "num_replicas" in given:

@@ -2,13 +2,14 @@
 
 ::
 
-    ServalError
+    ServalError (alias: RayServeException, the root Ray Serve users catch)
     ├── ConfigError (ValueError)          invalid option or config file; names the option
-    ├── DeploymentFailedError             a deployment could not start (constructor raised ...)
+    ├── DeploymentUnavailableError        a deployment cannot take requests (Ray Serve's name)
+    │   └── DeploymentFailedError         it could not start (constructor raised ...)
     ├── NotFoundError (KeyError)          unknown application, deployment, route or model
     │   └── ModelNotFoundError            unknown model id (HTTP 404)
     ├── ModelLoadError                    a model failed to load: names the model and the cause
-    ├── BackPressureError                 queue full (HTTP 503 + Retry-After)
+    ├── BackPressureError                 queue full (HTTP 503, or 429, + Retry-After)
     ├── RequestTimeoutError (TimeoutError) request took longer than request_timeout_s (HTTP 408)
     ├── RequestCancelledError             the caller went away
     ├── ReplicaUnavailableError           the replica died or could not be reached
@@ -31,9 +32,11 @@ __all__ = [
     "ConfigError",
     "ControllerError",
     "DeploymentFailedError",
+    "DeploymentUnavailableError",
     "ModelLoadError",
     "ModelNotFoundError",
     "NotFoundError",
+    "RayServeException",
     "ReplicaError",
     "ReplicaUnavailableError",
     "RequestCancelledError",
@@ -47,11 +50,18 @@ class ServalError(Exception):
     """Root of every error serval raises on purpose."""
 
 
+RayServeException = ServalError  # Ray Serve's name for the root: `except RayServeException`
+
+
 class ConfigError(ServalError, ValueError):
     """An option or config value is invalid; the message names it and what is allowed."""
 
 
-class DeploymentFailedError(ServalError):
+class DeploymentUnavailableError(ServalError):
+    """A deployment cannot take requests (Ray Serve's name; today: it failed to deploy)."""
+
+
+class DeploymentFailedError(DeploymentUnavailableError):
     """A deployment could not reach a running state (for example its constructor raised)."""
 
 
@@ -79,14 +89,18 @@ class ModelLoadError(ServalError):
 
 
 class BackPressureError(ServalError):
-    """Every replica is busy and the queue is full; retry after ``retry_after_s``."""
+    """Every replica is busy and the queue is full; retry after ``retry_after_s``.
 
-    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+    ``status_code`` is what HTTP callers get: 503, or 429 when the deployment's
+    ``backpressure_config`` asks for it."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0, status_code: int = 503) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        self.status_code = status_code
 
-    def __reduce__(self) -> tuple[type[BackPressureError], tuple[str, float]]:
-        return (type(self), (str(self), self.retry_after_s))
+    def __reduce__(self) -> tuple[type[BackPressureError], tuple[str, float, int]]:
+        return (type(self), (str(self), self.retry_after_s, self.status_code))
 
 
 class RequestTimeoutError(ServalError, TimeoutError):
@@ -156,6 +170,8 @@ def http_status_for(exc: BaseException) -> int:
         return 404
     if isinstance(exc, RequestTimeoutError):
         return 408
-    if isinstance(exc, BackPressureError | ReplicaUnavailableError):
+    if isinstance(exc, BackPressureError):
+        return exc.status_code
+    if isinstance(exc, ReplicaUnavailableError):
         return 503
     return 500

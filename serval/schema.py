@@ -36,7 +36,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from serval.config import AutoscalingConfig, HTTPOptions
+from serval.config import AutoscalingConfig, BackpressureConfig, HTTPOptions
 from serval.exceptions import ConfigError
 
 __all__ = [
@@ -116,14 +116,14 @@ class DeploymentSchema(_Strict):
     placement_group_strategy: str | None = None
     max_replicas_per_node: int | None = Field(None, ge=1)
     logging_config: LoggingConfigSchema | None = None
+    backpressure_config: BackpressureConfig | None = None
+    rolling_update_percentage: float | None = Field(None, gt=0, le=1)
+    max_surge_percent: int | None = Field(None, ge=0, le=100)
     # Ray Serve fields serval accepts but does not act on (see ``notices``).
     placement_group_bundle_label_selector: list[dict[str, str]] | None = None
     request_router_config: dict[str, Any] | None = None
-    backpressure_config: dict[str, Any] | None = None
     gang_scheduling_config: dict[str, Any] | None = None
     deployment_actors: list[dict[str, Any]] | None = None
-    rolling_update_percentage: float | None = Field(None, gt=0, le=100)
-    max_surge_percent: int | None = Field(None, ge=0, le=100)
 
     @field_validator("num_replicas")
     @classmethod
@@ -220,11 +220,8 @@ _APP_NOTICES = {
 _DEPLOYMENT_NOTICES = {
     "placement_group_bundle_label_selector": "label selectors are not supported",
     "request_router_config": "custom request routers are not supported; serval's router is used",
-    "backpressure_config": "serval answers overload with 503 + Retry-After",
     "gang_scheduling_config": "gang scheduling is not supported",
     "deployment_actors": "deployment actors are not supported",
-    "rolling_update_percentage": "rollouts replace one replica at a time",
-    "max_surge_percent": "rollouts replace one replica at a time",
 }
 _HTTP_NOTICES = {
     "ssl_keyfile": "TLS is not terminated by serval's proxy; put a TLS proxy in front",

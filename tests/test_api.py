@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 from starlette.requests import Request
@@ -126,3 +128,52 @@ def test_run_blocks_until_running_and_status_reports(client: httpx.Client) -> No
     assert st.proxies == {"proxy-0": "HEALTHY"}
     serve.delete("s")
     assert "s" not in serve.status().applications
+
+
+def test_run_many_deploys_apps_together_and_returns_their_handles(client: httpx.Client) -> None:
+    handles = serve.run_many(
+        [
+            serve.RunTarget(hello.bind(), name="hi", route_prefix="/hi"),
+            serve.RunTarget(
+                SimpleModel.bind(1.0),
+                name="model",
+                route_prefix=None,
+                logging_config={"enable_access_log": False},
+            ),
+        ]
+    )
+    assert client.get("/hi", params={"name": "x"}).text == "Hello x!"
+    assert handles[1].remote(2.0).result()["prediction"] == 2.0
+    status = serve.status().applications
+    assert status["hi"].status == status["model"].status == serve.ApplicationStatus.RUNNING
+    deployed = {d["name"]: d["config"] for d in serval.api._call_list_raw()}
+    assert deployed["SimpleModel"]["logging_config"] == {"enable_access_log": False}
+    with pytest.raises(serval.exceptions.ConfigError, match="unique; repeated: \\['a'\\]"):
+        serve.run_many([serve.RunTarget(hello.bind(), name="a")] * 2)
+    with pytest.raises(serval.exceptions.ConfigError, match=r"targets\[0\] must be a RunTarget"):
+        serve.run_many([hello.bind()])  # type: ignore[list-item]
+
+
+async def test_shutdown_async(serve: str) -> None:
+    serve_ = serval
+    await asyncio.to_thread(serve_.run, hello.bind(), name="hi", route_prefix="/hi")
+    await serve_.shutdown_async()
+    assert serval_children() == []
+
+
+def test_proxy_location_disabled_runs_no_proxy(serval_home: str, http_port: int) -> None:
+    serval.start(http_options={"port": http_port}, proxy_location="Disabled")
+    handle = serve.run(SimpleModel.bind(3.0), name="m", route_prefix=None)
+    assert handle.remote(0.0).result()["prediction"] == 3.0
+    assert serve.status().proxies == {}
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{http_port}/-/healthz", timeout=2)
+
+
+def test_bad_proxy_location_and_the_ray_exception_root(serval_home: str) -> None:
+    with pytest.raises(serval.exceptions.ConfigError, match="'proxy_location' = 'Nowhere'"):
+        serval.start(proxy_location="Nowhere")
+    assert serval.exceptions.RayServeException is serval.exceptions.ServalError
+    assert issubclass(
+        serval.exceptions.DeploymentFailedError, serval.exceptions.DeploymentUnavailableError
+    )

@@ -64,6 +64,42 @@ async def test_concurrent_callers_are_batched_up_to_max_and_get_their_own_result
     assert sorted(x for b in recorder.batches for x in b) == list(range(20))
 
 
+async def test_batch_size_fn_sizes_batches_by_their_items() -> None:
+    """Ray Serve's batch_size_fn: a batch holds as many calls as fit by that measure."""
+    seen: list[list[str]] = []
+
+    @batch(max_batch_size=10, batch_wait_timeout_s=LONG_WAIT_S, batch_size_fn=_total_length)
+    async def lengths(texts: list[str]) -> list[int]:
+        seen.append(list(texts))
+        return [len(t) for t in texts]
+
+    texts = ["aaaa", "bbbb", "cc", "dddddd", "eeeeeeeee", "f"]
+    results = await asyncio.wait_for(asyncio.gather(*(lengths(t) for t in texts)), QUICK_S)
+
+    assert results == [4, 4, 2, 6, 9, 1]
+    assert seen == [["aaaa", "bbbb", "cc"], ["dddddd"], ["eeeeeeeee", "f"]]
+    assert all(_total_length(b) <= 10 for b in seen)
+
+
+async def test_an_item_larger_than_max_batch_size_fails_alone() -> None:
+    @batch(max_batch_size=3, batch_wait_timeout_s=LONG_WAIT_S, batch_size_fn=_total_length)
+    async def lengths(texts: list[str]) -> list[int]:
+        return [len(t) for t in texts]
+
+    ok, too_big = await asyncio.wait_for(
+        asyncio.gather(lengths("ab"), lengths("abcdef"), return_exceptions=True), QUICK_S
+    )
+    assert ok == 2
+    assert isinstance(too_big, ValueError)
+    assert "batch_size_fn sizes one item at 6, more than max_batch_size=3" in str(too_big)
+    with pytest.raises(ConfigError, match="'batch_size_fn'"):
+        batch(batch_size_fn=3)  # type: ignore[call-overload]
+
+
+def _total_length(texts: list[str]) -> int:
+    return sum(len(t) for t in texts)
+
+
 async def test_bare_decorator_uses_ray_defaults() -> None:
     @batch
     async def echo(items: list[int]) -> list[int]:

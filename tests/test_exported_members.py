@@ -26,6 +26,10 @@ RAY_SERVE_NAMES = {
     "DeploymentResponseGenerator",
     "HTTPOptions",
     "AutoscalingConfig",
+    "BackpressureConfig",
+    "RunTarget",
+    "run_many",
+    "shutdown_async",
 }
 
 

@@ -103,7 +103,7 @@ applications:
         backpressure_config: {status_code: 429}
         gang_scheduling_config: {gang_size: 2}
         deployment_actors: []
-        rolling_update_percentage: 25
+        rolling_update_percentage: 0.25
         max_surge_percent: 10
         logging_config: {enable_access_log: false}
 """
@@ -123,21 +123,21 @@ applications:
         "applications[0].runtime_env.pip",
         "applications[0].runtime_env.working_dir",
         "applications[0].deployments[0].request_router_config",
-        "applications[0].deployments[0].rolling_update_percentage",
-        "applications[0].deployments[0].max_surge_percent",
-        "applications[0].deployments[0].backpressure_config",
         "applications[0].deployments[0].gang_scheduling_config",
         "applications[0].deployments[0].deployment_actors",
         "applications[0].deployments[0].placement_group_bundle_label_selector",
     ):
         assert sum(line.startswith(f"{field}:") for line in found) == 1, (field, found)
-    assert len(found) == 17
+    assert len(found) == 14
     overrides = config.applications[0].deployments[0].overrides()
     assert overrides == {
         "max_replicas_per_node": 2,
         "placement_group_bundles": [{"CPU": 1.0}],
         "placement_group_strategy": "PACK",
         "logging_config": {"enable_access_log": False},
+        "backpressure_config": {"status_code": 429},
+        "rolling_update_percentage": 0.25,
+        "max_surge_percent": 10,
     }
 
 

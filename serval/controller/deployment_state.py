@@ -8,7 +8,10 @@ replicas there are, and acts:
 - too few replicas of the current version → start some;
 - replicas of an old version → roll: start a new one (one extra at most, or 20%),
   and for each new replica that is RUNNING stop one old one, so the number of
-  serving replicas never drops below the target during an update;
+  serving replicas never drops below the target during an update. Ray Serve's
+  ``rolling_update_percentage`` / ``max_surge_percent`` change that when given:
+  replace that share of the target at a time, with at most that many extra replicas
+  (0%: an old replica stops before its replacement starts);
 - too many → stop the surplus (starting ones first);
 - a running replica whose user_config is stale → ``reconfigure()`` it in place.
 
@@ -47,7 +50,7 @@ from serval.transport.messages import (
 
 logger = logging.getLogger("serval.controller")
 
-MAX_START_FAILURES = 3
+MAX_START_FAILURES = 3  # per target replica
 HEALTH_FAILURE_THRESHOLD = 3
 
 
@@ -187,10 +190,9 @@ class DeploymentState:
         target = self.target_count
 
         if not self.failed and not self.deleting and time.monotonic() >= self._retry_after:
-            surge = max(1, math.ceil(0.2 * target)) if old_running else 0
-            room = target + surge - len(new) - len(old_running)
-            for _ in range(max(0, min(target - len(new), room))):
+            for _ in range(self._to_start(target, new, new_running, old_running)):
                 self._start()
+            old_running = [r for r in old_running if r.status is ReplicaStatus.RUNNING]
 
         excess = len(new_running) + len(old_running) - target
         for r in old_running[: max(0, excess)] if excess > 0 else []:
@@ -205,6 +207,30 @@ class DeploymentState:
                 self._stop(r, "scaling down")
         self._reconfigure_stale(new_running)
         self.publish()
+
+    def _to_start(
+        self, target: int, new: list[Replica], new_running: list[Replica], old: list[Replica]
+    ) -> int:
+        """How many replicas of the current version to start now; during a rollout with
+        ``max_surge_percent`` set, first stops the old replicas that make room."""
+        missing = target - len(new)
+        if missing <= 0:
+            return 0
+        if not old:
+            return missing
+        cfg = self.config
+        if cfg.rolling_update_percentage is None and cfg.max_surge_percent is None:
+            surge = max(1, math.ceil(0.2 * target))  # serval's zero-downtime default
+            return max(0, min(missing, target + surge - len(new) - len(old)))
+        batch = max(1, int((cfg.rolling_update_percentage or 0.2) * target))
+        surge = math.ceil((cfg.max_surge_percent or 0) * target / 100)
+        room = min(missing, batch - (len(new) - len(new_running)))
+        if room <= 0:
+            return 0
+        over = len(new) + len(old) + room - (target + surge)
+        for r in old[: max(0, over)]:
+            self._stop(r, "rolling update: making room for a replica of the new version")
+        return room
 
     def publish(self) -> None:
         running = [
@@ -222,8 +248,18 @@ class DeploymentState:
                 self.config.max_queued_requests,
                 exists=not self.gone,
                 autoscaling=self.autoscaler is not None,
+                **self._backpressure(),
             ),
         )
+
+    def _backpressure(self) -> dict[str, Any]:
+        bp = self.config.backpressure_config
+        if bp is None:
+            return {}
+        out: dict[str, Any] = {"overload_status": bp.status_code}
+        if bp.retry_after_s is not None:
+            out["retry_after_s"] = bp.retry_after_s
+        return out
 
     def _spawn(self, replica: Replica, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -352,14 +388,20 @@ class DeploymentState:
         self.message = (
             f"replica of {self.app}/{self.name} failed to start "
             f"({self.failures} failed start{'s' if self.failures > 1 else ''}; the deployment "
-            f"fails after {MAX_START_FAILURES}):\n{detail}"
+            f"fails after {self._failure_threshold()}):\n{detail}"
         )
         logger.error("%s", self.message)
-        if self.failures >= MAX_START_FAILURES and replica.code_hash == self.spec.code_hash:
+        if self.failures >= self._failure_threshold() and replica.code_hash == self.spec.code_hash:
             self.failed = True
         self._retry_after = time.monotonic() + min(0.2 * 2**self.failures, 10.0)
         replica.status = ReplicaStatus.STOPPING
         self._spawn(replica, self._run_stop(replica, graceful=False))
+
+    def _failure_threshold(self) -> int:
+        """Failed starts before DEPLOY_FAILED: Ray Serve's rule, 3 per target replica
+        capped by ``max_constructor_retry_count``."""
+        per_replica = MAX_START_FAILURES * max(1, self.target_count)
+        return min(self.config.max_constructor_retry_count, per_replica)
 
     async def _watch_exit(self, replica: Replica, proc: ProcessHandle) -> None:
         code = await proc.wait()

@@ -108,6 +108,8 @@ class Router:
         self._choices: list[_Slot] = []
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self.max_queued = -1
+        self.overload_status = 503
+        self.retry_after_s = 1.0
         self.exists = True
         self.autoscaling = False
         # model id → replicas that hold it (published by the controller) ...
@@ -121,6 +123,8 @@ class Router:
     def update(self, target: DeploymentTarget) -> None:
         self.exists = target.exists
         self.max_queued = target.max_queued_requests
+        self.overload_status = target.overload_status
+        self.retry_after_s = target.retry_after_s
         self.autoscaling = target.autoscaling
         wanted = {r.replica_id: r for r in target.replicas}
         for rid, slot in list(self._slots.items()):
@@ -206,7 +210,8 @@ class Router:
                 raise BackPressureError(
                     f"deployment {self.name!r} is at capacity: {len(self._waiters)} requests "
                     f"queued (max_queued_requests={self.max_queued})",
-                    retry_after_s=1.0,
+                    retry_after_s=self.retry_after_s,
+                    status_code=self.overload_status,
                 )
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)

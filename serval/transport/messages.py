@@ -226,6 +226,8 @@ class DeploymentTarget(msgspec.Struct, array_like=True):
     max_queued_requests: int
     exists: bool = True
     autoscaling: bool = False  # routers report their load when set
+    overload_status: int = 503  # backpressure_config: what a full queue answers
+    retry_after_s: float = 1.0
 
 
 class Update(_Msg, tag=38):

@@ -8,8 +8,10 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import httpx
+import pytest
 from starlette.requests import Request
 
 import serval
@@ -88,6 +90,51 @@ def test_rolling_update_under_load_has_zero_failures(runtime_serve: str) -> None
     assert set(versions[n:][-40:]) == {"v2"}
     first_v2 = versions.index("v2")
     assert "v2" in versions[first_v2:] and Counter(versions)["v1"] > 0
+
+
+def _live_peak_during(run: Callable[[], None], app: str, name: str) -> int:
+    """The most non-stopping replicas seen while ``run`` rolls ``app`` to new code."""
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            states = serval.status().applications[app].deployments[name].replica_states
+            peak = max(peak, states.get("STARTING", 0) + states.get("RUNNING", 0))
+            time.sleep(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        run()
+    finally:
+        done.set()
+        sampler.join()
+    return peak
+
+
+@pytest.mark.parametrize(("surge", "most"), [(0, 4), (50, 6)])
+def test_rollout_honours_rolling_update_percentage_and_max_surge(
+    serve: str, surge: int, most: int
+) -> None:
+    """Ray Serve's rollout options: 25% at a time, within target + surge replicas."""
+    rolling = Versioned.options(
+        num_replicas=4, rolling_update_percentage=0.25, max_surge_percent=surge
+    )
+    serval.run(rolling.bind("v1"), name="r", route_prefix="/r")
+    with Load(f"{serve}/r") as load:
+        wait_for(lambda: len(load.ok) > 20, what="traffic")
+        peak = _live_peak_during(
+            lambda: serval.run(rolling.bind("v2"), name="r", route_prefix="/r"), "r", "Versioned"
+        )
+        n = len(load.ok)
+        wait_for(lambda: len(load.ok) > n + 20, what="traffic after the update")
+    assert load.failures == []
+    assert 4 <= peak <= most, peak
+    if surge:
+        assert peak > 4, "with a surge allowance the new replicas start before old ones stop"
+    assert {r["version"] for r in load.ok[-10:]} == {"v2"}
 
 
 def test_unhealthy_replica_is_replaced(serve: str, tmp_path: object) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import socket
 import time
 
@@ -13,7 +14,7 @@ from starlette.requests import Request
 
 import serval
 import serval as serve
-from serval.exceptions import DeploymentFailedError, ServalError
+from serval.exceptions import ConfigError, DeploymentFailedError, ServalError
 from tests.utils import free_port, wait_for
 
 
@@ -37,6 +38,17 @@ async def slow(request: Request) -> str:
 class BrokenInit:
     def __init__(self) -> None:
         raise RuntimeError("cannot load weights from /nowhere")
+
+    def __call__(self, request: Request) -> str:
+        return "never"
+
+
+@serve.deployment(graceful_shutdown_timeout_s=1)
+class CountedBrokenInit:
+    def __init__(self, attempts: str) -> None:
+        with open(attempts, "a") as f:
+            f.write("x")
+        raise RuntimeError("cannot start")
 
     def __call__(self, request: Request) -> str:
         return "never"
@@ -97,6 +109,52 @@ def test_full_queue_is_503_with_retry_after(client: httpx.Client, serve: str) ->
     refused = next(r for r in responses if r.status_code == 503)
     assert refused.headers["retry-after"] == "1"
     assert "max_queued_requests=1" in refused.text
+
+
+def test_backpressure_config_answers_429_with_its_retry_after(
+    client: httpx.Client, serve: str
+) -> None:
+    """Ray Serve's backpressure_config: a full queue answers 429 and the Retry-After asked."""
+    polite = slow.options(backpressure_config={"status_code": 429, "retry_after_s": 7})
+    serval.run(polite.bind(), name="p", route_prefix="/polite")
+
+    def get(_: int) -> httpx.Response:
+        return httpx.get(f"{serve}/polite", params={"s": "1.5"}, timeout=30)
+
+    with concurrent.futures.ThreadPoolExecutor(5) as pool:
+        responses = list(pool.map(get, range(5)))
+    codes = sorted(r.status_code for r in responses)
+    assert codes.count(200) == 2 and codes.count(429) == 3, codes
+    refused = next(r for r in responses if r.status_code == 429)
+    assert refused.headers["retry-after"] == "7"
+
+
+@pytest.mark.parametrize(
+    ("options", "option"),
+    [
+        ({"backpressure_config": {"status_code": 500}}, "backpressure_config.status_code"),
+        ({"backpressure_config": {"retry_after_s": -1}}, "backpressure_config.retry_after_s"),
+        ({"max_constructor_retry_count": 0}, "max_constructor_retry_count"),
+        ({"rolling_update_percentage": 1.5}, "rolling_update_percentage"),
+        ({"max_surge_percent": 101}, "max_surge_percent"),
+    ],
+)
+def test_ray_rollout_and_backpressure_options_are_checked_at_decoration(
+    options: dict[str, object], option: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"'{option}'"):
+        serve.deployment(**options)(boom.func_or_class)
+
+
+def test_max_constructor_retry_count_bounds_the_failed_starts(serve: str, tmp_path: object) -> None:
+    attempts = os.path.join(str(tmp_path), "attempts")
+    counted = CountedBrokenInit.options(num_replicas=2, max_constructor_retry_count=2)
+    with pytest.raises(DeploymentFailedError, match="cannot start"):
+        serval.run(counted.bind(attempts), name="c", route_prefix="/c")
+    assert serval.status().applications["c"].status == "DEPLOY_FAILED"
+    time.sleep(1.0)  # and no more attempts after the deployment failed
+    with open(attempts) as f:
+        assert len(f.read()) == 2  # (3 per replica × 2 replicas = 6 without the option)
 
 
 def test_request_timeout_is_408(serval_home: str) -> None:
