@@ -58,7 +58,7 @@ def _resolve_annotations(cls: type) -> None:
 def bind_asgi_app(app: Any, cls: type, instance: Any) -> Any:
     """Point the app's routes that are methods of ``cls`` at ``instance``'s bound methods."""
     try:
-        from fastapi.routing import APIRoute
+        from fastapi.routing import APIRoute, APIWebSocketRoute
     except ImportError:  # a plain Starlette/ASGI app: nothing to bind
         return app
     methods = {
@@ -68,7 +68,14 @@ def bind_asgi_app(app: Any, cls: type, instance: Any) -> Any:
     if routes is None:
         return app
     for i, route in enumerate(routes):
-        if isinstance(route, APIRoute) and id(route.endpoint) in methods:
+        if isinstance(route, APIWebSocketRoute) and id(route.endpoint) in methods:
+            routes[i] = APIWebSocketRoute(
+                route.path,
+                getattr(instance, methods[id(route.endpoint)]),
+                name=route.name,
+                dependencies=route.dependencies,
+            )
+        elif isinstance(route, APIRoute) and id(route.endpoint) in methods:
             bound = getattr(instance, methods[id(route.endpoint)])
             routes[i] = APIRoute(
                 route.path,

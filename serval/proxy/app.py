@@ -32,6 +32,7 @@ from serval.exceptions import (
 from serval.proxy.admin import build_admin_app
 from serval.proxy.routes import RouteTable
 from serval.proxy.split import TrafficSplit
+from serval.proxy.websocket import connect_message, forward_websocket
 from serval.transport.codec import error_from_reply
 from serval.transport.messages import (
     BodyChunk,
@@ -91,7 +92,7 @@ class ProxyApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             if scope["type"] == "websocket":
-                await send({"type": "websocket.close", "code": 1003})
+                await self._websocket(scope, receive, send)
             return
         path: str = scope["path"]
         if path.startswith("/-/"):
@@ -159,6 +160,28 @@ class ProxyApp:
         started = time.perf_counter()
         status = await self._forward(app, deployment, request, send)
         self.split.record(route.app, to_canary, status, time.perf_counter() - started)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self.routes.match(scope["path"])
+        if route is None:
+            logger.info("websocket %s: no route", scope["path"][:200])
+            await send({"type": "websocket.close", "code": 1008})  # HTTP 403 to the client
+            return
+        model_id = ""
+        request_id = ""
+        for name, value in scope["headers"]:
+            if name == _MODEL_ID:
+                model_id = value.decode("latin-1")
+            elif name == _REQUEST_ID:
+                request_id = value.decode("latin-1")
+        connect = connect_message(
+            scope,
+            "" if route.prefix == "/" else route.prefix,
+            request_id or f"{self._id_prefix}{next(self._ids):x}",
+            model_id,
+        )
+        router = self.ctx.router(route.app, route.deployment)
+        await forward_websocket(router, connect, receive, send)
 
     async def _forward(self, app: str, deployment: str, request: HttpRequest, send: Send) -> int:
         """Place the request, relay the answer; returns the status code sent."""

@@ -24,6 +24,7 @@ from serval import context as ctx_mod
 from serval.exceptions import BadRequestError, ServalError
 from serval.replica.http import ASGIApp, ASGIResponder, RequestBody, make_scope, send_result
 from serval.replica.user_code import UserCode, is_generator
+from serval.replica.websocket import WebSocketSession, serve_websocket
 from serval.transport.codec import dumps, error_reply, loads
 from serval.transport.connection import Connection
 from serval.transport.messages import (
@@ -42,6 +43,10 @@ from serval.transport.messages import (
     Reconfigure,
     StreamEnd,
     StreamItem,
+    WsClose,
+    WsConnect,
+    WsCredit,
+    WsData,
 )
 
 logger = logging.getLogger("serval.replica")
@@ -73,6 +78,7 @@ class ReplicaServer:
         self.exit = asyncio.Event()
         self._reporter: asyncio.Task[None] | None = None
         self._tasks: dict[Connection, dict[int, asyncio.Task[None]]] = {}
+        self._sockets: dict[tuple[Connection, int], WebSocketSession] = {}
 
     # -- dispatch ------------------------------------------------------------------
 
@@ -82,6 +88,12 @@ class ReplicaServer:
             self._spawn(conn, stream_id, self._http(conn, stream_id, msg))  # type: ignore[arg-type]
         elif kind is Call:
             self._spawn(conn, stream_id, self._call(conn, stream_id, msg))  # type: ignore[arg-type]
+        elif kind is WsData or kind is WsCredit or kind is WsClose:
+            session = self._sockets.get((conn, stream_id))
+            if session is not None:
+                session.push(msg)
+        elif kind is WsConnect:
+            self._spawn(conn, stream_id, self._websocket(conn, stream_id, msg))  # type: ignore[arg-type]
         elif kind is Cancel:
             self._cancel(conn, stream_id)
         else:
@@ -142,6 +154,22 @@ class ReplicaServer:
             logger.exception("request %s failed", req.request_id or req.path)
             send(error_reply(exc))
         finally:
+            self.in_flight -= 1
+
+    async def _websocket(self, conn: Connection, sid: int, msg: WsConnect) -> None:
+        """One WebSocket for the deployment's ASGI app (see serval/replica/websocket.py)."""
+        self.in_flight += 1
+        self.total += 1
+        session = WebSocketSession(conn, sid)
+        self._sockets[(conn, sid)] = session
+        try:
+            if self.code is None:
+                session.close(1011, f"replica {self.replica_id} is not initialized yet")
+                return
+            self._request_context(msg.request_id, msg.model_id, msg.root_path)
+            await serve_websocket(self.asgi_app, session, msg)
+        finally:
+            del self._sockets[(conn, sid)]
             self.in_flight -= 1
 
     async def _call(self, conn: Connection, sid: int, msg: Call) -> None:

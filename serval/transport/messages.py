@@ -103,6 +103,52 @@ class Cancel(_Msg, tag=10):
     pass
 
 
+# ---- WebSockets: one stream per socket, frames both ways -------------------------
+# The proxy opens the stream with WsConnect; the replica answers WsAccept (or WsClose to
+# refuse). Then WsData flows both ways on that stream; WsClose from either side ends it.
+
+
+class WsConnect(_Msg, tag=60):
+    path: str
+    query_string: bytes
+    headers: Headers
+    root_path: str = ""
+    scheme: str = "ws"
+    http_version: str = "1.1"
+    client_host: str = ""
+    client_port: int = 0
+    subprotocols: list[str] = msgspec.field(default_factory=list)
+    request_id: str = ""
+    model_id: str = ""
+
+
+class WsAccept(_Msg, tag=61):
+    subprotocol: str | None = None
+    headers: Headers = msgspec.field(default_factory=list)
+
+
+class WsData(_Msg, tag=62):
+    """One message: ``text`` for a text frame, else ``data`` (bytes)."""
+
+    text: str | None = None
+    data: bytes | None = None
+
+
+class WsClose(_Msg, tag=63):
+    code: int = 1000
+    reason: str = ""
+
+
+class WsCredit(_Msg, tag=64):
+    """Flow control: the receiver has taken ``n`` more WsData off its queue, so the
+    sender may send ``n`` more (each side starts with ``WS_WINDOW``)."""
+
+    n: int
+
+
+WS_WINDOW = 64  # WsData one side may send before the other has taken them
+
+
 # ---- control plane: controller → replica -----------------------------------------
 
 
@@ -324,6 +370,11 @@ Message = (
     | StreamItem
     | ErrorReply
     | Cancel
+    | WsConnect
+    | WsAccept
+    | WsData
+    | WsClose
+    | WsCredit
     | InitReplica
     | Reconfigure
     | CheckHealth
@@ -352,4 +403,4 @@ Message = (
 )
 
 # Replies that end a stream: after one of these the stream id is free again.
-FINAL = (HttpResponse, StreamEnd, CallResult, ErrorReply, Ok)
+FINAL = (HttpResponse, StreamEnd, CallResult, ErrorReply, Ok, WsClose)
