@@ -24,7 +24,7 @@ from typing import Any
 from serval import _driver, _process
 from serval._build import build_app_spec
 from serval.canary import CanaryConfig, canary_app_name
-from serval.config import HTTPOptions, validated
+from serval.config import GRPCOptions, HTTPOptions, validated
 from serval.context import get_replica_context
 from serval.deployment import Application, Deployment
 from serval.exceptions import ConfigError, NotFoundError, ServalError
@@ -60,6 +60,7 @@ def start(
     runtime: str | None = None,
     address: str | None = None,
     proxy_location: str | None = None,
+    grpc_options: GRPCOptions | dict[str, Any] | None = None,
     **_ray_compat: Any,
 ) -> None:
     """Start serval on this machine (or connect to the instance already running).
@@ -67,6 +68,9 @@ def start(
     ``http_options`` (or a dict of its fields): host, port, request_timeout_s, ...
     ``proxy_location`` (Ray Serve's): ``"HeadOnly"``, ``"EveryNode"`` or ``"Disabled"``
     (no HTTP proxy), the same as ``http_options["location"]``.
+    ``grpc_options`` (Ray Serve's): ``port`` and ``grpc_servicer_functions`` (the
+    generated ``add_XServicer_to_server`` functions, as ``"module:function"``) start a
+    gRPC ingress in the proxy; a function that does not import fails here, naming it.
     ``detached=True`` keeps serval running after this process exits.
     ``runtime``: ``"local"`` (default: processes on this machine) or ``"ray"`` (replicas
     placed by Ray; ``address`` = ``"auto"`` or ``"ray://host:10001"``, default: a new
@@ -85,6 +89,13 @@ def start(
                 f"of {sorted(_PROXY_LOCATIONS)}"
             )
         options = options.model_copy(update={"location": _PROXY_LOCATIONS[location]})
+    if grpc_options is not None:
+        grpc = validated(GRPCOptions, grpc_options, "grpc_options")
+        if grpc.grpc_servicer_functions:
+            from serval.proxy.grpc_ingress import load_methods
+
+            load_methods(grpc.grpc_servicer_functions)  # fail here, not in the proxy
+        options = options.model_copy(update={"grpc_options": grpc})
     _driver.connect_or_start(options, detached=detached, runtime=runtime, address=address)
 
 

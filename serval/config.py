@@ -24,6 +24,7 @@ __all__ = [
     "AutoscalingConfig",
     "BackpressureConfig",
     "DeploymentConfig",
+    "GRPCOptions",
     "HTTPOptions",
     "validated",
 ]
@@ -244,8 +245,35 @@ class DeploymentConfig(_Options):
         return dict(env.get("env_vars", {}) or {})
 
 
+class GRPCOptions(_Options):
+    """The proxy's gRPC ingress (Ray Serve's ``grpc_options``; see
+    :mod:`serval.proxy.grpc_ingress`).
+
+    Example::
+
+        serval.start(grpc_options={
+            "port": 9000,
+            "grpc_servicer_functions": ["pb2_grpc:add_XServicer_to_server"],
+        })
+    """
+
+    port: int = Field(9000, ge=0, le=65535)
+    grpc_servicer_functions: list[str] = Field(default_factory=list)
+    request_timeout_s: float | None = Field(None, gt=0)
+    enable_reflection: bool = True
+
+    @field_validator("grpc_servicer_functions")
+    @classmethod
+    def _paths(cls, v: list[str]) -> list[str]:
+        for path in v:
+            module, sep, attr = path.partition(":")
+            if not (module and sep and attr):
+                raise ValueError(f"{path!r} is not 'module:add_XServicer_to_server'")
+        return v
+
+
 class HTTPOptions(_Options):
-    """Where and how the HTTP proxy listens."""
+    """Where and how the HTTP proxy listens (and its gRPC ingress, when given)."""
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
@@ -256,3 +284,4 @@ class HTTPOptions(_Options):
     location: Literal["HeadOnly", "EveryNode", "NoServer"] = "HeadOnly"
     num_proxies: int = Field(1, ge=1)
     admin_token: str | None = Field(None, min_length=8, repr=False)
+    grpc_options: GRPCOptions | None = None

@@ -36,7 +36,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from serval.config import AutoscalingConfig, BackpressureConfig, HTTPOptions
+from serval.config import AutoscalingConfig, BackpressureConfig, GRPCOptions, HTTPOptions
 from serval.exceptions import ConfigError
 
 __all__ = [
@@ -83,13 +83,10 @@ class HTTPOptionsSchema(HTTPOptions):
         )
 
 
-class GRPCOptionsSchema(_Strict):
-    """Ray Serve's ``grpc_options``."""
+class GRPCOptionsSchema(GRPCOptions):
+    """Ray Serve's ``grpc_options``: the proxy's gRPC ingress."""
 
-    port: int = Field(9000, ge=0, le=65535)
-    grpc_servicer_functions: list[str] = Field(default_factory=list)
-    request_timeout_s: float | None = Field(None, gt=0)
-    enable_reflection: bool = True
+    model_config = ConfigDict(extra="forbid")
 
 
 class TracingConfigSchema(_Strict):
@@ -195,18 +192,24 @@ class ServeConfig(_Strict):
 
     def effective_http_options(self) -> HTTPOptions | None:
         """``http_options`` with ``proxy_location`` applied (Disabled: no proxy)."""
-        if self.http_options is None and self.proxy_location is None:
+        if self.http_options is None and self.proxy_location is None and not self._grpc():
             return None
         options = self.http_options.to_options() if self.http_options else HTTPOptions()
         if self.proxy_location is not None:
             location = "NoServer" if self.proxy_location == "Disabled" else self.proxy_location
             options = options.model_copy(update={"location": location})
+        if self._grpc():
+            assert self.grpc_options is not None
+            grpc = GRPCOptions.model_validate(self.grpc_options.model_dump())
+            options = options.model_copy(update={"grpc_options": grpc})
         return options
+
+    def _grpc(self) -> bool:
+        return self.grpc_options is not None and bool(self.grpc_options.grpc_servicer_functions)
 
 
 # Fields accepted for Ray Serve compatibility, with why they change nothing here.
 _TOP_NOTICES = {
-    "grpc_options": "serval has no gRPC ingress yet; gRPC options are ignored",
     "controller_options": "the controller's runtime_env is Ray's; ignored",
     "tracing_config": "tracing is not implemented yet; no spans are emitted",
     "target_capacity": "target_capacity is not supported; replicas run at 100%",

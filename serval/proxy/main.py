@@ -20,6 +20,7 @@ from serval._lifeline import run_loop, watch_lifeline
 from serval.config import HTTPOptions
 from serval.observability.logs import setup_logging
 from serval.proxy.app import ProxyApp
+from serval.proxy.grpc_ingress import start_grpc_server
 
 ROUTES_WAIT_S = 30.0
 
@@ -27,6 +28,11 @@ ROUTES_WAIT_S = 30.0
 async def serve(fd: int, name: str, controller: str, options: HTTPOptions) -> None:
     ctx = _process.init_on_running_loop(controller)
     app = ProxyApp(ctx, options, name)
+    grpc_server = None
+    if options.grpc_options is not None:
+        # Listening before the first route table is acknowledged: once serval.start()
+        # returns, the gRPC port answers too.
+        grpc_server = await start_grpc_server(ctx, options.host, options.grpc_options)
     ctx.controller.subscribe("routes", app.on_routes)
     config = uvicorn.Config(
         app,
@@ -49,8 +55,12 @@ async def serve(fd: int, name: str, controller: str, options: HTTPOptions) -> No
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(app.has_routes.wait(), ROUTES_WAIT_S)
     gc.freeze()  # start-up objects out of the cycle collector's sight: shorter GC pauses
-    await server.serve(sockets=[sock])
-    lifeline.cancel()
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        lifeline.cancel()
+        if grpc_server is not None:
+            await grpc_server.stop(grace=1.0)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,265 @@
+"""The gRPC ingress: Ray Serve's ``grpc_options``, served by the proxy with grpc.aio.
+
+::
+
+    serve.start(grpc_options={
+        "port": 9000,
+        "grpc_servicer_functions": ["app_pb2_grpc:add_ModelServicer_to_server"],
+    })
+
+Each servicer function is the ``add_XServicer_to_server`` that protoc generated. It is
+called once with a recording server, which yields the service's method table: for each
+method its request deserializer, response serializer and whether either side streams.
+The proxy serves those methods on the gRPC port; a call goes to the ingress deployment
+of the application named by the ``application`` metadata (or the only application), to
+the deployment's method of the RPC's name, with the request message as its argument, as
+Ray Serve does. A ``multiplexed_model_id`` metadata value routes like the HTTP header.
+
+Errors: unknown application → NOT_FOUND naming it; a full queue → RESOURCE_EXHAUSTED
+with a ``retry-after`` trailing metadata; ``request_timeout_s`` → DEADLINE_EXCEEDED;
+an exception in the deployment → INTERNAL with its message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from serval._import import import_attr
+from serval.config import GRPCOptions
+from serval.exceptions import (
+    BackPressureError,
+    ConfigError,
+    NotFoundError,
+    ReplicaError,
+    RequestTimeoutError,
+    ServalError,
+)
+from serval.handle import DeploymentHandle
+from serval.transport.messages import GetStatus
+
+logger = logging.getLogger("serval.proxy")
+
+APPS_TTL_S = 1.0  # how long the application → ingress table is trusted
+
+
+@dataclass(frozen=True)
+class RpcMethod:
+    """One method of a user's gRPC service, as its generated code registers it."""
+
+    service: str
+    name: str
+    request_deserializer: Callable[[bytes], Any] | None
+    response_serializer: Callable[[Any], bytes] | None
+    request_streaming: bool
+    response_streaming: bool
+
+
+class _RecordingServer:
+    """Stands in for ``grpc.Server`` when a generated ``add_XServicer_to_server`` runs."""
+
+    def __init__(self) -> None:
+        self.handlers: list[Any] = []
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        self.handlers.extend(handlers)
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
+        self.handlers.append((service, handlers))
+
+
+class _AnyServicer:
+    """A servicer with every method: generated code only looks the methods up."""
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        return lambda *args: None
+
+
+def load_methods(paths: list[str]) -> list[RpcMethod]:
+    """The methods the servicer functions register; a function that does not import or
+    is not an ``add_XServicer_to_server`` is a ConfigError naming it."""
+    methods: list[RpcMethod] = []
+    for path in paths:
+        try:
+            add = import_attr(path)
+        except Exception as exc:
+            raise ConfigError(
+                f"grpc_options.grpc_servicer_functions: cannot import {path!r}: {exc}"
+            ) from None
+        server = _RecordingServer()
+        try:
+            add(_AnyServicer(), server)
+        except Exception as exc:
+            raise ConfigError(
+                f"grpc_options.grpc_servicer_functions: {path!r} is not a generated "
+                f"add_XServicer_to_server function ({type(exc).__name__}: {exc})"
+            ) from None
+        methods.extend(_methods_of(server.handlers))
+    return methods
+
+
+def _methods_of(handlers: list[Any]) -> list[RpcMethod]:
+    out = []
+    for entry in handlers:
+        if isinstance(entry, tuple):  # add_registered_method_handlers(service, {name: h})
+            service, table = entry
+        else:  # a generic handler made by method_handlers_generic_handler
+            service, table = entry.service_name(), entry._method_handlers
+        for name, h in table.items():
+            out.append(
+                RpcMethod(
+                    service,
+                    name.rsplit("/", 1)[-1],
+                    h.request_deserializer,
+                    h.response_serializer,
+                    h.request_streaming,
+                    h.response_streaming,
+                )
+            )
+    return out
+
+
+class GrpcIngress:
+    """Routes the calls of the registered methods to the applications' ingress."""
+
+    def __init__(self, ctx: Any, options: GRPCOptions) -> None:
+        self.ctx = ctx
+        self.options = options
+        self._apps: dict[str, str] = {}
+        self._apps_at = 0.0
+
+    async def _ingress(self, app: str) -> tuple[str, str]:
+        if time.monotonic() - self._apps_at > APPS_TTL_S or (app and app not in self._apps):
+            status = await self.ctx.controller.call(GetStatus(), timeout_s=10)
+            self._apps = {name: a["ingress"] for name, a in status["applications"].items()}
+            self._apps_at = time.monotonic()
+        if not app:
+            if len(self._apps) == 1:
+                return next(iter(self._apps.items()))
+            raise NotFoundError(
+                "set the 'application' metadata to pick an application; running: "
+                f"{sorted(self._apps)}"
+            )
+        if app not in self._apps:
+            raise NotFoundError(f"application {app!r} not found; running: {sorted(self._apps)}")
+        return app, self._apps[app]
+
+    async def _handle(self, method: RpcMethod, context: Any) -> DeploymentHandle:
+        meta = {k: v for k, v in (context.invocation_metadata() or ())}
+        app, ingress = await self._ingress(str(meta.get("application", "")))
+        handle = DeploymentHandle(ingress, app).options(
+            method_name=method.name,
+            multiplexed_model_id=str(meta.get("multiplexed_model_id", "")),
+            stream=method.response_streaming,
+        )
+        return handle
+
+    def unary(self, method: RpcMethod) -> Callable[[Any, Any], Any]:
+        async def call(request: Any, context: Any) -> Any:
+            try:
+                handle = await self._handle(method, context)
+                response = handle.remote(request)
+                timeout = self.options.request_timeout_s
+                return await (asyncio.wait_for(response, timeout) if timeout else response)
+            except BaseException as exc:
+                await _abort(context, exc, method)
+                raise
+
+        return call
+
+    def server_streaming(self, method: RpcMethod) -> Callable[[Any, Any], AsyncIterator[Any]]:
+        async def call(request: Any, context: Any) -> AsyncIterator[Any]:
+            try:
+                handle = await self._handle(method, context)
+                async for item in handle.remote(request):
+                    yield item
+            except BaseException as exc:
+                await _abort(context, exc, method)
+                raise
+
+        return call
+
+
+async def _abort(context: Any, exc: BaseException, method: RpcMethod) -> None:
+    import grpc
+
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit) or type(exc).__name__ == (
+        "AbortError"
+    ):
+        return
+    where = f"{method.service}/{method.name}"
+    if isinstance(exc, NotFoundError):
+        await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+    elif isinstance(exc, BackPressureError):
+        context.set_trailing_metadata((("retry-after", str(max(1, round(exc.retry_after_s)))),))
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+    elif isinstance(exc, TimeoutError | RequestTimeoutError):
+        await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"{where} timed out")
+    elif isinstance(exc, ReplicaError):
+        await context.abort(grpc.StatusCode.INTERNAL, f"{exc.cause_type}: {exc.message}")
+    elif isinstance(exc, ServalError):
+        await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+    else:
+        logger.exception("gRPC call %s failed", where)
+        await context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+
+
+def _enable_reflection(server: Any, services: list[str]) -> None:
+    """gRPC server reflection (grpcurl and friends list the services), as Ray Serve's
+    ``enable_reflection`` does, when grpcio-reflection is installed."""
+    try:
+        from grpc_reflection.v1alpha import reflection
+    except ImportError:
+        logger.warning("enable_reflection: grpcio-reflection is not installed; no reflection")
+        return
+    reflection.enable_server_reflection([*services, reflection.SERVICE_NAME], server)
+
+
+async def start_grpc_server(ctx: Any, host: str, options: GRPCOptions) -> Any:
+    """Start a grpc.aio server for the servicer functions; returns it (or None when
+    there are none)."""
+    if not options.grpc_servicer_functions:
+        return None
+    import grpc
+
+    ingress = GrpcIngress(ctx, options)
+    methods = load_methods(options.grpc_servicer_functions)
+    by_service: dict[str, dict[str, Any]] = {}
+    for m in methods:
+        if m.request_streaming:
+            logger.warning(
+                "gRPC method %s/%s streams requests; serval serves unary and "
+                "server-streaming methods only (as Ray Serve does)",
+                m.service,
+                m.name,
+            )
+            continue
+        if m.response_streaming:
+            handler = grpc.unary_stream_rpc_method_handler(
+                ingress.server_streaming(m),
+                request_deserializer=m.request_deserializer,
+                response_serializer=m.response_serializer,
+            )
+        else:
+            handler = grpc.unary_unary_rpc_method_handler(
+                ingress.unary(m),
+                request_deserializer=m.request_deserializer,
+                response_serializer=m.response_serializer,
+            )
+        by_service.setdefault(m.service, {})[m.name] = handler
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(
+        [grpc.method_handlers_generic_handler(s, h) for s, h in by_service.items()]
+    )
+    if options.enable_reflection:
+        _enable_reflection(server, sorted(by_service))
+    bound = server.add_insecure_port(f"{host}:{options.port}")
+    if not bound:
+        raise ConfigError(f"grpc_options.port: cannot listen on {host}:{options.port}")
+    await server.start()
+    logger.info("gRPC ingress on %s:%s (%s)", host, bound, ", ".join(sorted(by_service)))
+    return server

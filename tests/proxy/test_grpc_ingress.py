@@ -1,0 +1,174 @@
+"""The gRPC ingress (Ray Serve's grpc_options), through a stock grpcio client.
+
+The protobuf module is generated at test time with grpcio-tools, as a user would."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import textwrap
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+
+import serval
+import serval as serve
+from serval.exceptions import ConfigError
+from tests.conftest import RUNTIMES
+from tests.utils import free_port
+
+PROTO = """
+syntax = "proto3";
+package greet;
+service Greeter {
+  rpc SayHello (HelloRequest) returns (HelloReply);
+  rpc Count (HelloRequest) returns (stream HelloReply);
+}
+message HelloRequest { string name = 1; int32 n = 2; }
+message HelloReply { string message = 1; }
+"""
+
+
+@pytest.fixture(scope="module")
+def protos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """greet_pb2 / greet_pb2_grpc generated into a temp dir on sys.path."""
+    from grpc_tools import protoc
+
+    out = str(tmp_path_factory.mktemp("protos"))
+    with open(os.path.join(out, "greet.proto"), "w") as f:
+        f.write(textwrap.dedent(PROTO))
+    code = protoc.main(
+        ["protoc", f"-I{out}", f"--python_out={out}", f"--grpc_python_out={out}", "greet.proto"]
+    )
+    assert code == 0
+    sys.path.insert(0, out)
+    yield out
+    sys.path.remove(out)
+    for name in ("greet_pb2", "greet_pb2_grpc"):
+        sys.modules.pop(name, None)
+
+
+def _greeter(prefix: str) -> Any:
+    """A deployment implementing the Greeter service (defined here: pickled by value)."""
+
+    @serve.deployment(max_ongoing_requests=1, max_queued_requests=0)
+    class Greeter:
+        def SayHello(self, request: Any) -> Any:  # the RPC's name
+            import greet_pb2
+
+            if request.name == "boom":
+                raise ValueError("the greeter exploded")
+            if request.name == "slow":
+                import time
+
+                time.sleep(request.n)
+            model = serve.get_multiplexed_model_id()
+            return greet_pb2.HelloReply(message=f"{prefix} {request.name}{model}")
+
+        async def Count(self, request: Any) -> Any:
+            import greet_pb2
+
+            for i in range(request.n):
+                yield greet_pb2.HelloReply(message=f"{request.name}{i}")
+
+    return Greeter
+
+
+@pytest.fixture(params=RUNTIMES)
+def grpc_serve(
+    request: pytest.FixtureRequest,
+    protos: str,
+    serval_home: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[str, Any, Any]]:
+    """serval with the gRPC ingress on a free port (on each runtime); yields
+    (target, pb2, pb2_grpc)."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([protos, os.environ.get("PYTHONPATH", "")]))
+    if request.param == "ray":
+        monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    port = free_port()
+    serval.start(
+        runtime=request.param,
+        http_options={"port": free_port(), "request_timeout_s": 3},
+        grpc_options={
+            "port": port,
+            "grpc_servicer_functions": ["greet_pb2_grpc:add_GreeterServicer_to_server"],
+            "request_timeout_s": 3,
+        },
+    )
+    import greet_pb2
+    import greet_pb2_grpc
+
+    yield f"127.0.0.1:{port}", greet_pb2, greet_pb2_grpc
+
+
+def test_unary_streaming_metadata_routing_and_errors(grpc_serve: tuple[str, Any, Any]) -> None:
+    target, pb2, pb2_grpc = grpc_serve
+    serval.run(_greeter("Hello").bind(), name="en", route_prefix=None)
+    with grpc.insecure_channel(target) as channel:
+        stub = pb2_grpc.GreeterStub(channel)
+        # one application: no metadata needed
+        assert stub.SayHello(pb2.HelloRequest(name="ada")).message == "Hello ada"
+        serval.run(_greeter("Bonjour").bind(), name="fr", route_prefix=None)
+        reply = stub.SayHello(pb2.HelloRequest(name="ada"), metadata=[("application", "fr")])
+        assert reply.message == "Bonjour ada"
+        reply = stub.SayHello(
+            pb2.HelloRequest(name="ada"),
+            metadata=[("application", "en"), ("multiplexed_model_id", "@m7")],
+        )
+        assert reply.message == "Hello ada@m7"
+        stream = stub.Count(pb2.HelloRequest(name="n", n=4), metadata=[("application", "en")])
+        assert [r.message for r in stream] == ["n0", "n1", "n2", "n3"]
+
+        with pytest.raises(grpc.RpcError) as info:
+            stub.SayHello(pb2.HelloRequest(name="x"), metadata=[("application", "de")])
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        assert "'de'" in info.value.details()
+        with pytest.raises(grpc.RpcError) as info:
+            stub.SayHello(pb2.HelloRequest(name="x"))  # two apps now: which one?
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        assert "'application' metadata" in info.value.details()
+        with pytest.raises(grpc.RpcError) as info:
+            stub.SayHello(pb2.HelloRequest(name="boom"), metadata=[("application", "en")])
+        assert info.value.code() == grpc.StatusCode.INTERNAL
+        assert "ValueError: the greeter exploded" in info.value.details()
+
+
+def test_overload_and_timeout(grpc_serve: tuple[str, Any, Any]) -> None:
+    target, pb2, pb2_grpc = grpc_serve
+    serval.run(_greeter("Hello").bind(), name="en", route_prefix=None)
+
+    async def calls() -> list[Any]:
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = pb2_grpc.GreeterStub(channel)
+            slow = stub.SayHello(pb2.HelloRequest(name="slow", n=1))
+            await asyncio.sleep(0.3)  # the one slot is taken, and no queue is allowed
+            refused = stub.SayHello(pb2.HelloRequest(name="x"))
+            return await asyncio.gather(slow, refused, return_exceptions=True)
+
+    slow, refused = asyncio.run(calls())
+    assert not isinstance(slow, Exception), slow
+    assert slow.message == "Hello slow"
+    assert isinstance(refused, grpc.aio.AioRpcError)
+    assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert dict(refused.trailing_metadata() or ())["retry-after"] == "1"
+
+    with grpc.insecure_channel(target) as channel:
+        stub = pb2_grpc.GreeterStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.SayHello(pb2.HelloRequest(name="slow", n=5))  # request_timeout_s=3
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_a_servicer_function_that_does_not_import_fails_at_start(serval_home: str) -> None:
+    for path, words in [
+        ("no_such_pb2_grpc:add_XServicer_to_server", "cannot import 'no_such_pb2_grpc:"),
+        ("os:getcwd", "is not a generated add_XServicer_to_server"),
+        ("not-a-path", "grpc_servicer_functions"),
+    ]:
+        with pytest.raises(ConfigError, match=words):
+            serval.start(grpc_options={"port": free_port(), "grpc_servicer_functions": [path]})
