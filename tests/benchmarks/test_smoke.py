@@ -72,3 +72,24 @@ def test_bench_every_scenario_smallest_serval_only(tmp_path: Path) -> None:
     assert all(c.rps and c.rps > 0 for c in cells if c.role is Role.SERVAL and c.concurrency)
     assert (tmp_path / "bench.png").stat().st_size > 0
     assert "serval" in (tmp_path / "latest.md").read_text()
+
+
+def test_protocols_smallest_run() -> None:
+    """WebSocket and gRPC, direct and through serval: one short round prints the table."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "benchmarks/protocols.py", "--duration", "0.5", "--rounds", "1"],
+        cwd=root,
+        env={**os.environ, "SERVAL_NAMESPACE": "smoke-protocols"},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for line in ("websocket serval", "grpc serval", "of the direct figure"):
+        assert line in done.stdout, done.stdout
+    assert serval_children() == []
