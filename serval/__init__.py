@@ -13,7 +13,7 @@ Ray Serve's public API, so ``import serval as serve`` runs Ray Serve code::
 
 from __future__ import annotations
 
-from serval import exceptions
+from serval import exceptions, metrics
 from serval.api import (
     RunTarget,
     delete,
@@ -73,6 +73,7 @@ __all__ = [
     "get_replica_context",
     "ingress",
     "list_deployments",
+    "metrics",
     "multiplexed",
     "promote",
     "rollback",

@@ -15,6 +15,8 @@ class Env:
     runtime: str
     ray_address: str
     admin_token: str
+    metrics: bool  # SERVAL_METRICS=0: no request-path metrics, /-/metrics answers 404
+    metrics_top_models: int  # per-model series for this many models; the rest aggregated
 
 
 def read_env() -> Env:
@@ -27,4 +29,18 @@ def read_env() -> Env:
         runtime=os.environ.get("SERVAL_RUNTIME", "local"),
         ray_address=os.environ.get("SERVAL_RAY_ADDRESS", ""),
         admin_token=os.environ.get("SERVAL_ADMIN_TOKEN", ""),
+        metrics=os.environ.get("SERVAL_METRICS", "1").strip().lower() not in ("0", "false", "off"),
+        metrics_top_models=_top_models(os.environ.get("SERVAL_METRICS_TOP_MODELS", ""), 100),
     )
+
+
+def _top_models(text: str, default: int) -> int:
+    if not text.strip():
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"SERVAL_METRICS_TOP_MODELS={text!r}: expected an integer >= 0")
+    return value

@@ -53,6 +53,11 @@ class ProcessContext:
             )
         return router
 
+    @property
+    def routers(self) -> dict[str, Router]:
+        """This process's routers, by ``app/deployment``."""
+        return self._routers
+
     async def _report_load(self) -> None:
         """Tell the controller how many requests each autoscaled deployment has here
         (running + queued), while there are any, and once more when they are done."""

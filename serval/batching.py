@@ -78,6 +78,7 @@ from pydantic import ConfigDict, Field
 from serval.config import _Options, validated
 from serval.context import _request_context
 from serval.exceptions import BatchResultError, ConfigError
+from serval.observability.process import BATCH_SIZES
 
 __all__ = ["BatchConfig", "batch"]
 
@@ -404,6 +405,7 @@ class _Batcher:
 
     def _start(self, sub: _SubQueue, max_batch_size: int) -> None:
         batch = self._take(sub, max_batch_size)
+        BATCH_SIZES.observe((self.spec.name,), len(batch))
         del self._ready[sub.key]
         if sub.waiting:  # to the back of the line: other model ids go first
             self._ready[sub.key] = sub

@@ -22,6 +22,7 @@ from typing import Any
 
 from serval import _process
 from serval.exceptions import RequestTimeoutError, ServalError
+from serval.observability.process import HANDLE_CALLS
 from serval.router.router import Assignment
 from serval.transport.codec import dumps, error_from_reply, loads
 from serval.transport.messages import Call, CallResult, ErrorReply, StreamEnd, StreamItem
@@ -112,6 +113,7 @@ async def _assign(
             for k, v in kwargs.items()
         }
     msg = Call(opts.method_name, dumps((args, kwargs)), opts.multiplexed_model_id, opts.stream)
+    HANDLE_CALLS.inc((app, deployment, opts.method_name))
     return await ctx.router(app, deployment).assign(msg)
 
 

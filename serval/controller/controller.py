@@ -20,13 +20,17 @@ from serval.controller.checkpoint import Checkpointer
 from serval.controller.deployment_state import DeploymentState, Deps
 from serval.controller.proxy_state import ProxyState
 from serval.controller.publisher import ROUTES, Publisher
+from serval.controller.replica import ReplicaStatus
 from serval.exceptions import ConfigError, DeploymentFailedError, NotFoundError, ServalError
+from serval.observability.scrape import answer_controller as answer_metrics
+from serval.observability.scrape import install_controller as install_controller_metrics
 from serval.runtime.base import Runtime
 from serval.transport.codec import error_reply
 from serval.transport.connection import Connection
 from serval.transport.messages import (
     AppSpec,
     CanaryRoute,
+    CollectMetrics,
     DeleteApps,
     DeployApps,
     EndCanary,
@@ -77,6 +81,7 @@ class Controller:
         self.stopped = asyncio.Event()
         self.shut_down = False  # serval.shutdown() asked for it (not just this process ending)
         self._tasks: set[asyncio.Task[None]] = set()
+        install_controller_metrics(self)
 
     # -- the loop ------------------------------------------------------------------
 
@@ -188,7 +193,17 @@ class Controller:
                 m.app, m.deployment, lambda d: d.report_models(m.replica_id, m.model_ids)
             ),
             RoutesApplied: self._on_routes_applied,
+            CollectMetrics: lambda m: answer_metrics(self._replica_connections(), m.timeout_s),
         }
+
+    def _replica_connections(self) -> list[Connection]:
+        return [
+            r.conn
+            for a in self.apps.values()
+            for d in a.deployments.values()
+            for r in d.replicas.values()
+            if r.status is ReplicaStatus.RUNNING and r.conn is not None
+        ]
 
     def _deployment(self, app: str, name: str) -> DeploymentState:
         found = self.apps.get(app)

@@ -96,6 +96,7 @@ class DeploymentState:
         )
         self.deleting = False
         self.failures = 0
+        self.restarts = 0  # replicas replaced after dying or failing health checks (metrics)
         self.failed = False
         self.message = ""
         self._retry_after = 0.0
@@ -414,6 +415,7 @@ class DeploymentState:
                 code,
             )
             self.failures += 1
+            self.restarts += 1
             self._retry_after = time.monotonic() + min(0.05 * 2**self.failures, 5.0)
         self.replicas.pop(replica.replica_id, None)
         if replica.conn is not None:
@@ -494,6 +496,7 @@ class DeploymentState:
                 replica.status is ReplicaStatus.RUNNING
             ):
                 replica.status = ReplicaStatus.STOPPING
+                self.restarts += 1
                 self.publish()
                 if replica.process is not None:
                     replica.process.kill()

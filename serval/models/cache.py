@@ -35,12 +35,14 @@ from serval.exceptions import (
     ModelNotFoundError,
     ServalError,
 )
+from serval.models import stats as _counters
 from serval.models._release import Reclaimer, release
 from serval.models._slots import LoadSlots, Ticket
 from serval.models.config import CacheConfig, validated
 from serval.models.eviction import Budget, make_admission, make_policy
 from serval.models.sizing import Sizer, measure
-from serval.models.stats import TierStats
+from serval.models.stats import ModelCounters, TierStats
+from serval.observability.process import LOAD_LATENCY
 
 __all__ = ["Loader", "ModelCache"]
 
@@ -103,6 +105,7 @@ class ModelCache:
         )
         self._slots = LoadSlots(self.config.max_concurrent_loads)
         self._stats = TierStats()
+        self.per_model = ModelCounters()  # per model id, for metrics (serval/observability)
         self._reclaimer = Reclaimer()  # gc + malloc_trim, at most once a second
         self._background: set[asyncio.Task[None]] = set()
 
@@ -124,10 +127,12 @@ class ModelCache:
         entry = self._entries.get(model_id)
         if entry is not None:
             self._stats.hits += 1
+            self.per_model.hit(model_id)
             entry.hits += 1
             self._budget.hit(model_id)
             return entry.model
         self._stats.misses += 1
+        self.per_model.miss(model_id)
         return await self._join(model_id, live=True)
 
     async def prewarm(self, model_ids: Iterable[str]) -> dict[str, str]:
@@ -188,6 +193,7 @@ class ModelCache:
         leaving = [(v, self._entries.pop(v)) for v in victims if v in self._entries]
         if leaving:
             self._stats.evictions += len(leaving)
+            self._count_evictions(leaving)
             task = asyncio.get_running_loop().create_task(self._release(leaving))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
@@ -201,6 +207,7 @@ class ModelCache:
             return False
         self._budget.remove(model_id)
         self._stats.evictions += 1
+        self.per_model.count(model_id, _counters.EVICTIONS)
         await self._release([(model_id, entry)])
         return True
 
@@ -285,9 +292,7 @@ class ModelCache:
     async def _load(self, model_id: str, ticket: Ticket) -> Any:
         model, cost = await self._load_with_retries(model_id, ticket)
         entry = _Entry(model, await self._measure(model_id, model), cost)
-        self._stats.loads += 1
-        self._stats.load_time_s += cost
-        self._stats.bytes_loaded += entry.size
+        self._loaded(model_id, cost, entry)
         logger.info("loaded model %r in %.3fs (%d bytes)", model_id, cost, entry.size)
         await self._insert(model_id, entry)
         return model
@@ -303,6 +308,7 @@ class ModelCache:
                 return model, time.perf_counter() - started
             except _AS_IS:
                 self._stats.load_failures += 1
+                self.per_model.count(model_id, _counters.LOAD_FAILURES)
                 raise
             except Exception as exc:
                 cause = exc
@@ -323,6 +329,7 @@ class ModelCache:
                 )
                 await asyncio.sleep(delay)
         self._stats.load_failures += 1
+        self.per_model.count(model_id, _counters.LOAD_FAILURES)
         text = _describe(cause, self.config)
         if attempts > 1:
             text += f" (after {attempts} attempts)"
@@ -351,9 +358,7 @@ class ModelCache:
     async def _refresh(self, model_id: str) -> bool:
         model, cost = await self._load_with_retries(model_id, Ticket(live=False))
         entry = _Entry(model, await self._measure(model_id, model), cost)
-        self._stats.loads += 1
-        self._stats.load_time_s += cost
-        self._stats.bytes_loaded += entry.size
+        self._loaded(model_id, cost, entry)
         old = self._entries.pop(model_id, None)
         if old is not None:
             self._budget.remove(model_id)
@@ -361,6 +366,17 @@ class ModelCache:
         if old is not None:
             await self._release([(model_id, old)])
         return True
+
+    def _loaded(self, model_id: str, cost: float, entry: _Entry) -> None:
+        self._stats.loads += 1
+        self._stats.load_time_s += cost
+        self._stats.bytes_loaded += entry.size
+        self.per_model.count(model_id, _counters.LOADS)
+        LOAD_LATENCY.observe(("hot",), cost)
+
+    def _count_evictions(self, leaving: list[tuple[str, _Entry]]) -> None:
+        for model_id, _ in leaving:
+            self.per_model.count(model_id, _counters.EVICTIONS)
 
     # -- room ----------------------------------------------------------------------------
 
@@ -378,6 +394,7 @@ class ModelCache:
         self._entries[model_id] = entry
         leaving = [(v, self._entries.pop(v)) for v in decision.victims]
         self._stats.evictions += len(leaving)
+        self._count_evictions(leaving)
         if pinned and self._over_limits():
             logger.warning(
                 "cache %r is over its limits (%d models, %d bytes) because pinned models "

@@ -11,8 +11,9 @@ Example::
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from typing import Final
 
-__all__ = ["ModelStats", "TierStats"]
+__all__ = ["ModelCounters", "ModelStats", "TierStats"]
 
 
 @dataclass
@@ -51,3 +52,45 @@ class ModelStats:
 
     def as_dict(self) -> dict[str, dict[str, int | float]]:
         return {"hot": self.hot.as_dict(), "warm": self.warm.as_dict(), "cold": self.cold.as_dict()}
+
+
+# ModelCounters row layout: requests, hits, misses, loads, load_failures, evictions.
+REQUESTS, HITS, MISSES, LOADS, LOAD_FAILURES, EVICTIONS = range(6)
+MAX_TRACKED_IDS: Final = 100_000  # past this many ids, new ones are counted together
+UNTRACKED: Final = "__other__"
+
+
+class ModelCounters:
+    """Counters per model id of one hot cache (its metrics and the top-N ranking):
+    a list per id, ``[requests, hits, misses, loads, load_failures, evictions]``.
+    A hit costs a dict look-up and two additions. Ids past :data:`MAX_TRACKED_IDS`
+    share the row ``__other__``, so a stream of junk ids cannot grow it without bound.
+    """
+
+    __slots__ = ("rows",)
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[int]] = {}
+
+    def _row(self, model_id: str) -> list[int]:
+        row = self.rows.get(model_id)
+        if row is None:
+            if len(self.rows) >= MAX_TRACKED_IDS:
+                model_id = UNTRACKED
+                row = self.rows.get(model_id)
+            if row is None:
+                row = self.rows[model_id] = [0, 0, 0, 0, 0, 0]
+        return row
+
+    def hit(self, model_id: str) -> None:
+        row = self._row(model_id)
+        row[REQUESTS] += 1
+        row[HITS] += 1
+
+    def miss(self, model_id: str) -> None:
+        row = self._row(model_id)
+        row[REQUESTS] += 1
+        row[MISSES] += 1
+
+    def count(self, model_id: str, column: int, n: int = 1) -> None:
+        self._row(model_id)[column] += n

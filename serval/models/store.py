@@ -31,6 +31,7 @@ from serval.models.loaders import ArtifactLoader, load_artifact, loader_for
 from serval.models.registry import Artifact, ModelRef, Registry, make_registry
 from serval.models.stats import TierStats
 from serval.models.tiers import WarmTier, make_warm_tier
+from serval.observability.process import LOAD_LATENCY
 
 __all__ = ["ModelStore"]
 
@@ -90,8 +91,10 @@ class ModelStore:
             del self._served[model_id]
 
     async def _load_ref(self, model_id: str, ref: ModelRef) -> Any:
+        started = time.perf_counter()
         artifact = await self._from_warm(ref)
         if artifact is not None:
+            LOAD_LATENCY.observe(("warm",), time.perf_counter() - started)
             try:
                 return await self._deserialize(model_id, artifact)
             except ModelLoadError as exc:
@@ -171,6 +174,7 @@ class ModelStore:
         self._cold.hits += 1
         self._cold.loads += 1
         self._cold.load_time_s += time.perf_counter() - started
+        LOAD_LATENCY.observe(("cold",), time.perf_counter() - started)
         self._cold.bytes_loaded += len(artifact.data)
         return artifact
 

@@ -18,6 +18,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
 from serval._env import read_env
 from serval._process import ProcessContext
 from serval.config import HTTPOptions
@@ -29,6 +31,10 @@ from serval.exceptions import (
     ServalError,
     http_status_for,
 )
+from serval.observability.families import UNMATCHED_ROUTE
+from serval.observability.http import HttpMetrics
+from serval.observability.process import enabled as metrics_enabled
+from serval.observability.scrape import metrics_text
 from serval.proxy.admin import build_admin_app
 from serval.proxy.routes import RouteTable
 from serval.proxy.split import TrafficSplit
@@ -40,6 +46,7 @@ from serval.transport.messages import (
     HttpRequest,
     HttpResponse,
     HttpResponseStart,
+    RouteInfo,
     RoutesApplied,
     StreamEnd,
     Update,
@@ -55,6 +62,7 @@ _MODEL_ID = MODEL_ID_HEADER.encode()
 _REQUEST_ID = b"x-request-id"
 _TEXT = (b"content-type", b"text/plain; charset=utf-8")
 _JSON = (b"content-type", b"application/json")
+_METRICS = (b"content-type", CONTENT_TYPE_LATEST.encode())
 
 
 class _TooLarge(Exception):
@@ -78,6 +86,7 @@ class ProxyApp:
         self.has_routes = asyncio.Event()  # set by the first route table from the controller
         self._timeout = options.request_timeout_s
         self._max_body = options.max_request_body_bytes
+        self.http_metrics = HttpMetrics() if metrics_enabled() else None
 
     def on_routes(self, update: Update) -> None:
         if update.routes is not None:
@@ -102,6 +111,24 @@ class ProxyApp:
                 await self._admin(path, send)
             return
         route = self.routes.match(path)
+        metrics = self.http_metrics
+        if metrics is None:
+            await self._serve(route, path, scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = await self._serve(route, path, scope, receive, send)
+        elapsed = time.perf_counter() - started
+        if route is None:
+            metrics.observe("", "", UNMATCHED_ROUTE, scope["method"], status, elapsed)
+        else:
+            metrics.observe(
+                route.app, route.deployment, route.prefix, scope["method"], status, elapsed
+            )
+
+    async def _serve(
+        self, route: RouteInfo | None, path: str, scope: Scope, receive: Receive, send: Send
+    ) -> int:
+        """Answer one request to a route; returns the status code sent."""
         if route is None:
             await _plain(
                 send,
@@ -109,7 +136,7 @@ class ProxyApp:
                 f"Path '{path}' not found. Routes: "
                 f"{[r.prefix for r in self.routes.routes]} (see /-/routes)",
             )
-            return
+            return 404
         try:
             body = await self._read_body(scope, receive)
         except _TooLarge:
@@ -119,7 +146,7 @@ class ProxyApp:
                 f"Request body is larger than the limit of "
                 f"{self._max_body} bytes (max_request_body_bytes)",
             )
-            return
+            return 413
         model_id = ""
         request_id = ""
         for name, value in scope["headers"]:
@@ -147,8 +174,7 @@ class ProxyApp:
         )
         canary = route.canary
         if canary is None:
-            await self._forward(route.app, route.deployment, request, send)
-            return
+            return await self._forward(route.app, route.deployment, request, send)
         to_canary = self.split.pick(canary, scope["headers"])
         if canary.shadow:
             if to_canary:
@@ -160,6 +186,7 @@ class ProxyApp:
         started = time.perf_counter()
         status = await self._forward(app, deployment, request, send)
         self.split.record(route.app, to_canary, status, time.perf_counter() - started)
+        return status
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self.routes.match(scope["path"])
@@ -272,6 +299,10 @@ class ProxyApp:
         elif path == "/-/routes":
             table = {r.prefix: r.app for r in self.routes.routes}
             await _respond(send, 200, [_JSON], json.dumps(table).encode())
+        elif path == "/-/metrics" and self.http_metrics is not None:
+            await _respond(send, 200, [_METRICS], await metrics_text(self.ctx))
+        elif path == "/-/metrics":
+            await _plain(send, 404, "metrics are off in this instance (SERVAL_METRICS=0)")
         else:
             await _plain(send, 404, f"Path '{path}' not found.")
 

@@ -19,6 +19,7 @@ from serval import _process
 from serval._lifeline import run_loop, watch_lifeline
 from serval.config import HTTPOptions
 from serval.observability.logs import setup_logging
+from serval.observability.scrape import install_proxy
 from serval.proxy.app import ProxyApp
 from serval.proxy.grpc_ingress import start_grpc_server
 
@@ -33,6 +34,7 @@ async def serve(fd: int, name: str, controller: str, options: HTTPOptions) -> No
         # Listening before the first route table is acknowledged: once serval.start()
         # returns, the gRPC port answers too.
         grpc_server = await start_grpc_server(ctx, options.host, options.grpc_options)
+    install_proxy(app)
     ctx.controller.subscribe("routes", app.on_routes)
     config = uvicorn.Config(
         app,

@@ -22,6 +22,10 @@ from typing import Any
 
 from serval import context as ctx_mod
 from serval.exceptions import BadRequestError, ServalError
+from serval.observability.process import enabled as metrics_enabled
+from serval.observability.scrape import answer_replica as answer_metrics
+from serval.observability.scrape import install_replica as install_replica_metrics
+from serval.observability.tables import LATENCY_BUCKETS_S, HistogramTable
 from serval.replica.http import ASGIApp, ASGIResponder, RequestBody, make_scope, send_result
 from serval.replica.user_code import UserCode, is_generator
 from serval.replica.websocket import WebSocketSession, serve_websocket
@@ -32,6 +36,7 @@ from serval.transport.messages import (
     CallResult,
     Cancel,
     CheckHealth,
+    CollectMetrics,
     Drain,
     ErrorReply,
     GetReplicaStats,
@@ -79,6 +84,7 @@ class ReplicaServer:
         self._reporter: asyncio.Task[None] | None = None
         self._tasks: dict[Connection, dict[int, asyncio.Task[None]]] = {}
         self._sockets: dict[tuple[Connection, int], WebSocketSession] = {}
+        self.latency = HistogramTable(LATENCY_BUCKETS_S) if metrics_enabled() else None
 
     # -- dispatch ------------------------------------------------------------------
 
@@ -124,6 +130,7 @@ class ReplicaServer:
         )
 
     async def _http(self, conn: Connection, sid: int, req: HttpRequest) -> None:
+        started = time.perf_counter()
         self.in_flight += 1
         self.total += 1
 
@@ -155,6 +162,9 @@ class ReplicaServer:
             send(error_reply(exc))
         finally:
             self.in_flight -= 1
+            if self.latency is not None:
+                route = req.root_path or "/"
+                self.latency.observe((route, req.method), time.perf_counter() - started)
 
     async def _websocket(self, conn: Connection, sid: int, msg: WsConnect) -> None:
         """One WebSocket for the deployment's ASGI app (see serval/replica/websocket.py)."""
@@ -173,6 +183,7 @@ class ReplicaServer:
             self.in_flight -= 1
 
     async def _call(self, conn: Connection, sid: int, msg: Call) -> None:
+        started = time.perf_counter()
         self.in_flight += 1
         self.total += 1
         try:
@@ -204,6 +215,8 @@ class ReplicaServer:
             conn.send(sid, error_reply(exc))
         finally:
             self.in_flight -= 1
+            if self.latency is not None:
+                self.latency.observe(("", msg.method), time.perf_counter() - started)
 
     def _ready_code(self) -> UserCode:
         if self.code is None:
@@ -229,6 +242,8 @@ class ReplicaServer:
                 value = self.stats()
             elif isinstance(msg, ModelCommand):
                 value = await self._model_command(msg)
+            elif isinstance(msg, CollectMetrics):
+                value = await answer_metrics()
             else:
                 raise ServalError(f"replica cannot handle {type(msg).__name__}")
             conn.send(sid, Ok(value))
@@ -285,6 +300,7 @@ class ReplicaServer:
         # scikit-learn takes ~60 ms with the objects in view, well under 1 ms without.
         gc.freeze()
         self.state = ReplicaState.RUNNING
+        install_replica_metrics(self)
         self._reporter = asyncio.get_running_loop().create_task(self._report_models())
         logger.info(
             "replica %s of %s/%s is running", self.replica_id, msg.app_name, msg.deployment_name

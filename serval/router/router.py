@@ -117,6 +117,7 @@ class Router:
         # ... and where this router sent it recently (before the controller knows).
         self._recent: dict[str, tuple[str, float]] = {}
         self.known = asyncio.Event()  # set once the first update arrived
+        self.rejected: dict[str, int] = {}  # 503s by cause, for metrics
 
     # -- updates from the controller --------------------------------------------------
 
@@ -207,6 +208,7 @@ class Router:
             if not self.exists:
                 raise NotFoundError(f"deployment {self.name!r} does not exist")
             if 0 <= self.max_queued <= len(self._waiters):
+                self.rejected["queue_full"] = self.rejected.get("queue_full", 0) + 1
                 raise BackPressureError(
                     f"deployment {self.name!r} is at capacity: {len(self._waiters)} requests "
                     f"queued (max_queued_requests={self.max_queued})",
@@ -283,6 +285,7 @@ class Router:
             assert stream is not None
             return Assignment(self, slot, stream, first)
         assert last is not None
+        self.rejected["unavailable"] = self.rejected.get("unavailable", 0) + 1
         raise ReplicaUnavailableError(
             f"no replica of {self.name!r} could take the request after "
             f"{self._max_attempts} attempts: {last.message}"

@@ -359,6 +359,15 @@ class ModelCommand(_Msg, tag=48):
     model_ids: list[str]
 
 
+class CollectMetrics(_Msg, tag=60):
+    """Ask a process for its metrics: a replica answers ``Ok(bytes)`` (an encoded
+    :class:`serval.observability.snapshot.Snapshot`); the controller answers
+    ``Ok(list[bytes])``, its own and those of the replicas that answered within
+    ``timeout_s`` (a proxy's scrape of ``/-/metrics``)."""
+
+    timeout_s: float = 1.0
+
+
 Message = (
     HttpRequest
     | HttpResponse
@@ -400,6 +409,7 @@ Message = (
     | ListModels
     | ModelAdmin
     | ModelCommand
+    | CollectMetrics
 )
 
 # Replies that end a stream: after one of these the stream id is free again.
