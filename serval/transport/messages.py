@@ -359,7 +359,7 @@ class ModelCommand(_Msg, tag=48):
     model_ids: list[str]
 
 
-class CollectMetrics(_Msg, tag=60):
+class CollectMetrics(_Msg, tag=90):
     """Ask a process for its metrics: a replica answers ``Ok(bytes)`` (an encoded
     :class:`serval.observability.snapshot.Snapshot`); the controller answers
     ``Ok(list[bytes])``, its own and those of the replicas that answered within
