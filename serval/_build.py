@@ -18,6 +18,7 @@ from typing import Any
 import cloudpickle
 from starlette.datastructures import State
 
+from serval import _code_pickle
 from serval.deployment import Application
 from serval.handle import DeploymentHandle
 from serval.transport.messages import AppSpec, DeploymentSpec
@@ -82,7 +83,7 @@ def _replace(value: Any, visit: Any, app_name: str) -> Any:
 
 def _spec(app: Application, name: str, args: Any, kwargs: Any) -> DeploymentSpec:
     dep = app.deployment
-    serialized = dep._serialized_def or cloudpickle.dumps(dep.func_or_class, protocol=5)
+    serialized = dep._serialized_def or _code_pickle.dumps(dep.func_or_class)
     payload = cloudpickle.dumps((args, kwargs), protocol=5)
     config = dep.config.model_dump(mode="json")
     digest = hashlib.sha256()

@@ -17,6 +17,9 @@ class Env:
     admin_token: str
     metrics: bool  # SERVAL_METRICS=0: no request-path metrics, /-/metrics answers 404
     metrics_top_models: int  # per-model series for this many models; the rest aggregated
+    logging_config: str  # JSON of a LoggingConfig: serval.start(logging_config=...)
+    log_max_bytes: int  # a log file rotates past this size
+    log_backup_count: int  # rotated files kept per process
 
 
 def read_env() -> Env:
@@ -31,6 +34,9 @@ def read_env() -> Env:
         admin_token=os.environ.get("SERVAL_ADMIN_TOKEN", ""),
         metrics=os.environ.get("SERVAL_METRICS", "1").strip().lower() not in ("0", "false", "off"),
         metrics_top_models=_top_models(os.environ.get("SERVAL_METRICS_TOP_MODELS", ""), 100),
+        logging_config=os.environ.get("SERVAL_LOGGING_CONFIG", ""),
+        log_max_bytes=int(os.environ.get("SERVAL_LOG_MAX_BYTES", str(64 * 1024 * 1024))),
+        log_backup_count=int(os.environ.get("SERVAL_LOG_BACKUP_COUNT", "5")),
     )
 
 

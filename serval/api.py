@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from typing import Any
 from serval import _driver, _process
 from serval._build import build_app_spec
 from serval.canary import CanaryConfig, canary_app_name
-from serval.config import GRPCOptions, HTTPOptions, validated
+from serval.config import GRPCOptions, HTTPOptions, LoggingConfig, validated
 from serval.context import get_replica_context
 from serval.deployment import Application, Deployment
 from serval.exceptions import ConfigError, NotFoundError, ServalError
@@ -61,6 +62,7 @@ def start(
     address: str | None = None,
     proxy_location: str | None = None,
     grpc_options: GRPCOptions | dict[str, Any] | None = None,
+    logging_config: LoggingConfig | dict[str, Any] | None = None,
     **_ray_compat: Any,
 ) -> None:
     """Start serval on this machine (or connect to the instance already running).
@@ -75,6 +77,8 @@ def start(
     ``runtime``: ``"local"`` (default: processes on this machine) or ``"ray"`` (replicas
     placed by Ray; ``address`` = ``"auto"`` or ``"ray://host:10001"``, default: a new
     local Ray instance).
+    ``logging_config`` (a LoggingConfig or its fields): how the controller and proxies
+    log, and the default of every deployment that sets none.
     """
     from serval.runtime import RUNTIMES
 
@@ -96,7 +100,32 @@ def start(
 
             load_methods(grpc.grpc_servicer_functions)  # fail here, not in the proxy
         options = options.model_copy(update={"grpc_options": grpc})
-    _driver.connect_or_start(options, detached=detached, runtime=runtime, address=address)
+    logging_env = {}
+    if logging_config is not None:
+        config = validated(LoggingConfig, logging_config, "logging_config")
+        logging_env["SERVAL_LOGGING_CONFIG"] = config.model_dump_json()
+    with _environ(logging_env):  # the controller's processes inherit it
+        _driver.connect_or_start(options, detached=detached, runtime=runtime, address=address)
+
+
+class _environ:
+    """Set environment variables for the duration of a ``with`` block."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self._values = values
+        self._saved: dict[str, str | None] = {}
+
+    def __enter__(self) -> None:
+        for key, value in self._values.items():
+            self._saved[key] = os.environ.get(key)
+            os.environ[key] = value
+
+    def __exit__(self, *_exc: object) -> None:
+        for key, old in self._saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
 
 
 _PROXY_LOCATIONS = {"HeadOnly": "HeadOnly", "EveryNode": "EveryNode", "Disabled": "NoServer"}
@@ -114,6 +143,7 @@ def run(
     route_prefix: str | None = "/",
     blocking: bool = False,
     canary: CanaryConfig | dict[str, Any] | float | None = None,
+    logging_config: LoggingConfig | dict[str, Any] | None = None,
     _import_path: str = "",
     **_ignored: Any,
 ) -> DeploymentHandle:
@@ -122,6 +152,8 @@ def run(
     With ``canary`` (a CanaryConfig, its fields as a dict, or a weight such as 0.1) the
     application is deployed beside the running ``name`` and gets that share of its
     traffic until :func:`promote` or :func:`rollback`.
+    ``logging_config`` (a LoggingConfig or its fields) applies to every deployment of the
+    application that sets none itself.
     Raises ``DeploymentFailedError`` (with the replica's traceback) when it cannot start.
     """
     if isinstance(target, Deployment):
@@ -133,6 +165,11 @@ def run(
     if not isinstance(name, str) or not name:
         raise ConfigError(f"invalid application name {name!r}: must be a non-empty string")
     prefix = target.deployment.route_prefix or route_prefix
+    app_logging = (
+        None
+        if logging_config is None
+        else validated(LoggingConfig, logging_config, "logging_config").model_dump(mode="json")
+    )
     canary_config = None
     if canary is not None:
         canary_config = validated(
@@ -145,6 +182,9 @@ def run(
         return _run_canary(target, name, canary_config, _import_path)
     spec = build_app_spec(target, name, prefix)
     spec.import_path = _import_path
+    for dep in spec.deployments:
+        if app_logging is not None and dep.config.get("logging_config") is None:
+            dep.config["logging_config"] = app_logging
     _call(DeployApps([spec]))
     _call(WaitApps([name], DEPLOY_TIMEOUT_S), timeout_s=DEPLOY_TIMEOUT_S + 10)
     handle = DeploymentHandle(spec.ingress, name)
@@ -160,7 +200,7 @@ class RunTarget:
     target: Application | Deployment
     name: str = "default"
     route_prefix: str | None = "/"
-    logging_config: dict[str, Any] | None = None
+    logging_config: LoggingConfig | dict[str, Any] | None = None
     external_scaler_enabled: bool = False
 
 
@@ -195,9 +235,13 @@ def run_many(
             raise ConfigError(f"run_many() targets[{i}].target must be an application")
         prefix = app.deployment.route_prefix or run_target.route_prefix
         spec = build_app_spec(app, run_target.name, prefix)
-        for dep in spec.deployments:
-            if run_target.logging_config is not None and not dep.config.get("logging_config"):
-                dep.config["logging_config"] = dict(run_target.logging_config)
+        if run_target.logging_config is not None:
+            app_logging = validated(
+                LoggingConfig, run_target.logging_config, f"targets[{i}].logging_config"
+            ).model_dump(mode="json")
+            for dep in spec.deployments:
+                if not dep.config.get("logging_config"):
+                    dep.config["logging_config"] = app_logging
         specs.append(spec)
     names = [spec.name for spec in specs]
     repeated = sorted({n for n in names if names.count(n) > 1})

@@ -1,4 +1,4 @@
-"""The ``serval`` command line: run, start, deploy, status, shutdown.
+"""The ``serval`` command line: run, start, deploy, status, logs, shutdown.
 
 Examples::
 
@@ -6,6 +6,7 @@ Examples::
     serval start --http-port 8000       # a detached instance
     serval deploy app:app --name shop   # deploy to the running instance
     serval status
+    serval logs --follow --replica ID   # a replica's log (access lines included)
     serval shutdown
 """
 
@@ -315,6 +316,45 @@ def shutdown(yes: bool) -> None:
     except Exception as exc:
         _fail(exc)
     console.print("serval stopped")
+
+
+@main.command()
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C stops).")
+@click.option("--replica", "replica", default=None, help="Only this replica (its id).")
+@click.option(
+    "--component",
+    type=click.Choice(["controller", "proxy", "replica"]),
+    default=None,
+    help="Only the controller's, the proxies' or the replicas' logs.",
+)
+@click.option("-n", "--lines", "last", type=int, default=200, show_default=True)
+@click.option("--logs-dir", default=None, help="Default: the instance's state dir logs/.")
+def logs(
+    follow: bool, replica: str | None, component: str | None, last: int, logs_dir: str | None
+) -> None:
+    """Print the instance's logs (controller, proxies, replicas; access lines included)."""
+    from serval.observability import logs as logs_mod
+    from serval.observability import logs_files
+
+    directory = logs_dir or logs_mod.logs_dir(logs_mod.default_config())
+    try:
+        files = logs_files.select(directory, replica, component)
+        records, tails = logs_files.read(files, last or None)
+    except Exception as exc:
+        _fail(exc)
+    out = sys.stdout
+    for record in records:
+        out.write(record + "\n")
+    out.flush()
+    if not follow:
+        return
+    pick = (lambda: files) if replica else (lambda: logs_files.select(directory, None, component))
+    try:
+        for record in logs_files.follow(tails, pick):
+            out.write(record + "\n")
+            out.flush()
+    except KeyboardInterrupt:
+        pass
 
 
 def _register_models() -> None:

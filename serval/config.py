@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -26,6 +27,7 @@ __all__ = [
     "DeploymentConfig",
     "GRPCOptions",
     "HTTPOptions",
+    "LoggingConfig",
     "validated",
 ]
 
@@ -98,6 +100,67 @@ class AutoscalingConfig(_Options):
         return self
 
 
+# The attributes every logging.LogRecord has (what additional_log_standard_attrs may name).
+_LOG_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "asctime",
+    "message",
+}
+
+
+class LoggingConfig(_Options):
+    """How a deployment's replicas (or, given to ``serval.start``, the controller and
+    proxies) log — Ray Serve's ``LoggingConfig``, with its names and defaults.
+
+    ``enable_access_log``: one line per request in the replica's log (method, path,
+    status, latency, request id, application, replica, model id). ``encoding``: ``TEXT``
+    or ``JSON`` (one object per line). ``logs_dir``: where the log files go (default: the
+    instance's ``logs/``). ``additional_log_standard_attrs``: LogRecord attributes added
+    to every line (``name``, ``funcName``, ``lineno``, ...)::
+
+        @serval.deployment(logging_config={"encoding": "JSON", "log_level": "DEBUG"})
+        class Model: ...
+    """
+
+    encoding: Literal["TEXT", "JSON"] = "TEXT"
+    log_level: int | str = "INFO"
+    logs_dir: str | None = None
+    enable_access_log: bool = True
+    additional_log_standard_attrs: list[str] = Field(default_factory=list)
+
+    @field_validator("encoding", mode="before")
+    @classmethod
+    def _encoding(cls, v: Any) -> Any:
+        return "TEXT" if v is None else (v.upper() if isinstance(v, str) else v)
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: int | str) -> int | str:
+        if isinstance(v, int):
+            if logging.getLevelName(v).startswith("Level "):
+                raise ValueError("must be a logging level (DEBUG, INFO, WARNING, ERROR, CRITICAL)")
+            return v
+        name = v.upper()
+        if not isinstance(logging.getLevelName(name), int):
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return name
+
+    @field_validator("additional_log_standard_attrs")
+    @classmethod
+    def _attrs(cls, v: list[str]) -> list[str]:
+        unknown = sorted(set(v) - _LOG_RECORD_ATTRS)
+        if unknown:
+            raise ValueError(
+                f"unknown LogRecord attribute(s) {unknown}; allowed: {sorted(_LOG_RECORD_ATTRS)}"
+            )
+        return v
+
+    def level_number(self) -> int:
+        if isinstance(self.log_level, int):
+            return self.log_level
+        level: int = logging.getLevelName(self.log_level)
+        return level
+
+
 _RAY_ACTOR_OPTION_KEYS = {
     "num_cpus",
     "num_gpus",
@@ -142,7 +205,7 @@ class DeploymentConfig(_Options):
     placement_group_bundles: list[dict[str, float]] | None = None
     placement_group_strategy: str | None = None
     max_replicas_per_node: int | None = Field(None, ge=1)
-    logging_config: dict[str, Any] | None = None
+    logging_config: LoggingConfig | None = None
     version: str | None = None
     backpressure_config: BackpressureConfig | None = None
     # A deployment whose replicas fail to start this many times (at most 3 per target

@@ -11,6 +11,7 @@
         deployments:                   # per-deployment overrides of the code's options
           - name: Model
             num_replicas: 2
+            logging_config: {encoding: JSON, enable_access_log: true}
             user_config: {threshold: 0.3}
 
 Applying a file is declarative and idempotent: unchanged deployments are untouched,
@@ -36,7 +37,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from serval.config import AutoscalingConfig, BackpressureConfig, GRPCOptions, HTTPOptions
+from serval.config import (
+    AutoscalingConfig,
+    BackpressureConfig,
+    GRPCOptions,
+    HTTPOptions,
+    LoggingConfig,
+)
 from serval.exceptions import ConfigError
 
 __all__ = [
@@ -56,14 +63,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class LoggingConfigSchema(_Strict):
-    """Ray Serve's ``logging_config`` (per deployment, application or instance)."""
-
-    encoding: Literal["TEXT", "JSON"] = "TEXT"
-    log_level: int | Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    logs_dir: str | None = None
-    enable_access_log: bool = True
-    additional_log_standard_attrs: list[str] = Field(default_factory=list)
+class LoggingConfigSchema(LoggingConfig):
+    """Ray Serve's ``logging_config`` (per deployment, application or instance): a
+    :class:`~serval.config.LoggingConfig`, validated the same way."""
 
     def as_options(self) -> dict[str, Any]:
         return self.model_dump(exclude_unset=True)

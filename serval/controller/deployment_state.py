@@ -320,6 +320,7 @@ class DeploymentState:
                     controller_address=self._deps.controller_address,
                     max_ongoing_requests=self.config.max_ongoing_requests,
                     is_ingress=self.is_ingress,
+                    logging_config=spec.config.get("logging_config"),
                 ),
                 timeout_s=None,
             )

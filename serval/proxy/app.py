@@ -33,6 +33,7 @@ from serval.exceptions import (
 )
 from serval.observability.families import UNMATCHED_ROUTE
 from serval.observability.http import HttpMetrics
+from serval.observability.logs_access import cut
 from serval.observability.process import enabled as metrics_enabled
 from serval.observability.scrape import metrics_text
 from serval.proxy.admin import build_admin_app
@@ -130,6 +131,7 @@ class ProxyApp:
     ) -> int:
         """Answer one request to a route; returns the status code sent."""
         if route is None:
+            logger.info("404 %s %s: no route", scope["method"], cut(path))
             await _plain(
                 send,
                 404,

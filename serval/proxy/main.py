@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--controller", required=True)
     parser.add_argument("--options", default="{}")
     args = parser.parse_args(argv)
-    setup_logging("proxy")
+    setup_logging(args.name, file_stem=args.name.replace(" ", "_").replace("/", "_"))
     options = HTTPOptions.model_validate_json(args.options)
     run_loop(serve(args.fd, args.name, args.controller, options))
     logging.shutdown()

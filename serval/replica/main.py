@@ -30,7 +30,7 @@ async def serve(address: str, replica_id: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     address, replica_id = args[0], args[1]
-    setup_logging(f"replica {replica_id}")
+    setup_logging(f"replica {replica_id}", file_stem=f"replica_{replica_id}")
     run_loop(serve(address, replica_id))
     logging.shutdown()
     # Threads running user code must not keep a drained replica alive.

@@ -21,7 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from serval import context as ctx_mod
-from serval.exceptions import BadRequestError, ServalError
+from serval.config import LoggingConfig
+from serval.exceptions import BadRequestError, ServalError, http_status_for
+from serval.observability.logs import setup_logging
+from serval.observability.logs_access import AccessLog, log_failure
 from serval.observability.process import enabled as metrics_enabled
 from serval.observability.scrape import answer_replica as answer_metrics
 from serval.observability.scrape import install_replica as install_replica_metrics
@@ -85,6 +88,7 @@ class ReplicaServer:
         self._tasks: dict[Connection, dict[int, asyncio.Task[None]]] = {}
         self._sockets: dict[tuple[Connection, int], WebSocketSession] = {}
         self.latency = HistogramTable(LATENCY_BUCKETS_S) if metrics_enabled() else None
+        self.access = AccessLog(replica_id)
 
     # -- dispatch ------------------------------------------------------------------
 
@@ -133,8 +137,12 @@ class ReplicaServer:
         started = time.perf_counter()
         self.in_flight += 1
         self.total += 1
+        status = 0
 
         def send(msg: Message) -> None:
+            nonlocal status
+            if not status:  # HttpResponse / HttpResponseStart carry it
+                status = getattr(msg, "status", 0)
             conn.send(sid, msg)
 
         receive = RequestBody(req.body)
@@ -153,18 +161,24 @@ class ReplicaServer:
                 result = await code.call("__call__", (Request(scope, receive),), {})
                 await send_result(result, send, scope, receive, code.iterate)
         except asyncio.CancelledError:
+            status = status or 499  # the caller went away
             receive.disconnect()
             raise
         except json.JSONDecodeError as exc:  # `await request.json()` on a malformed body
-            send(error_reply(BadRequestError(f"malformed JSON in the request body: {exc}")))
+            error = BadRequestError(f"malformed JSON in the request body: {exc}")
+            status = status or http_status_for(error)
+            log_failure(logger, error, f"{req.method} {req.path} ({req.request_id})")
+            send(error_reply(error))
         except Exception as exc:
-            logger.exception("request %s failed", req.request_id or req.path)
+            status = status or http_status_for(exc)
+            log_failure(logger, exc, f"{req.method} {req.path} ({req.request_id})")
             send(error_reply(exc))
         finally:
             self.in_flight -= 1
             if self.latency is not None:
                 route = req.root_path or "/"
                 self.latency.observe((route, req.method), time.perf_counter() - started)
+            self.access.http(req.method, req.path, status, started, req.request_id, req.model_id)
 
     async def _websocket(self, conn: Connection, sid: int, msg: WsConnect) -> None:
         """One WebSocket for the deployment's ASGI app (see serval/replica/websocket.py)."""
@@ -186,6 +200,7 @@ class ReplicaServer:
         started = time.perf_counter()
         self.in_flight += 1
         self.total += 1
+        ok = False
         try:
             code = self._ready_code()
             self._request_context(msg.request_id, msg.model_id, "")
@@ -208,15 +223,17 @@ class ReplicaServer:
                         "handle.options(stream=True)"
                     )
                 conn.send(sid, CallResult(dumps(result)))
+            ok = True
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            logger.debug("call %s failed", msg.method, exc_info=True)
+            log_failure(logger, exc, f"call {msg.method} ({msg.request_id})")
             conn.send(sid, error_reply(exc))
         finally:
             self.in_flight -= 1
             if self.latency is not None:
                 self.latency.observe(("", msg.method), time.perf_counter() - started)
+            self.access.call(msg.method, ok, started, msg.request_id, msg.model_id)
 
     def _ready_code(self) -> UserCode:
         if self.code is None:
@@ -260,6 +277,11 @@ class ReplicaServer:
             raise ServalError(f"replica {self.replica_id} was already initialized")
         self.state = ReplicaState.STARTING
         self.app_name, self.deployment = msg.app_name, msg.deployment_name
+        self.access.application, self.access.deployment = msg.app_name, msg.deployment_name
+        if msg.logging_config is not None:
+            setup_logging(
+                f"replica {self.replica_id}", LoggingConfig.model_validate(msg.logging_config)
+            )
         for entry in reversed(msg.sys_path):
             if entry not in sys.path:
                 sys.path.insert(0, entry)

@@ -164,6 +164,7 @@ class InitReplica(_Msg, tag=20):
     controller_address: str
     max_ongoing_requests: int
     is_ingress: bool = False
+    logging_config: dict[str, Any] | None = None  # the deployment's LoggingConfig
 
 
 class Reconfigure(_Msg, tag=21):
