@@ -168,7 +168,9 @@ def run(
     app_logging = (
         None
         if logging_config is None
-        else validated(LoggingConfig, logging_config, "logging_config").model_dump(mode="json")
+        else validated(LoggingConfig, logging_config, "logging_config").model_dump(
+            mode="json", exclude_unset=True
+        )
     )
     canary_config = None
     if canary is not None:
@@ -238,7 +240,7 @@ def run_many(
         if run_target.logging_config is not None:
             app_logging = validated(
                 LoggingConfig, run_target.logging_config, f"targets[{i}].logging_config"
-            ).model_dump(mode="json")
+            ).model_dump(mode="json", exclude_unset=True)
             for dep in spec.deployments:
                 if not dep.config.get("logging_config"):
                     dep.config["logging_config"] = app_logging
