@@ -20,6 +20,7 @@ class Env:
     logging_config: str  # JSON of a LoggingConfig: serval.start(logging_config=...)
     log_max_bytes: int  # a log file rotates past this size
     log_backup_count: int  # rotated files kept per process
+    tracing: str  # the instance's tracing_config as JSON ("" when off)
 
 
 def read_env() -> Env:
@@ -37,6 +38,7 @@ def read_env() -> Env:
         logging_config=os.environ.get("SERVAL_LOGGING_CONFIG", ""),
         log_max_bytes=int(os.environ.get("SERVAL_LOG_MAX_BYTES", str(64 * 1024 * 1024))),
         log_backup_count=int(os.environ.get("SERVAL_LOG_BACKUP_COUNT", "5")),
+        tracing=os.environ.get("SERVAL_TRACING", ""),
     )
 
 

@@ -30,6 +30,8 @@ from serval.context import get_replica_context
 from serval.deployment import Application, Deployment
 from serval.exceptions import ConfigError, NotFoundError, ServalError
 from serval.handle import DeploymentHandle
+from serval.observability import tracing
+from serval.observability.tracing import TracingConfig
 from serval.status import ServeStatus
 from serval.transport.messages import (
     DeleteApps,
@@ -63,6 +65,7 @@ def start(
     proxy_location: str | None = None,
     grpc_options: GRPCOptions | dict[str, Any] | None = None,
     logging_config: LoggingConfig | dict[str, Any] | None = None,
+    tracing_config: TracingConfig | dict[str, Any] | None = None,
     **_ray_compat: Any,
 ) -> None:
     """Start serval on this machine (or connect to the instance already running).
@@ -73,6 +76,8 @@ def start(
     ``grpc_options`` (Ray Serve's): ``port`` and ``grpc_servicer_functions`` (the
     generated ``add_XServicer_to_server`` functions, as ``"module:function"``) start a
     gRPC ingress in the proxy; a function that does not import fails here, naming it.
+    ``tracing_config`` (Ray Serve's): OpenTelemetry spans across proxy → replica →
+    handle calls (see :mod:`serval.observability.tracing`), for an instance started here.
     ``detached=True`` keeps serval running after this process exits.
     ``runtime``: ``"local"`` (default: processes on this machine) or ``"ray"`` (replicas
     placed by Ray; ``address`` = ``"auto"`` or ``"ray://host:10001"``, default: a new
@@ -100,11 +105,16 @@ def start(
 
             load_methods(grpc.grpc_servicer_functions)  # fail here, not in the proxy
         options = options.model_copy(update={"grpc_options": grpc})
-    logging_env = {}
+    instance_env: dict[str, str] = {}  # what the instance's processes inherit
     if logging_config is not None:
         config = validated(LoggingConfig, logging_config, "logging_config")
-        logging_env["SERVAL_LOGGING_CONFIG"] = config.model_dump_json()
-    with _environ(logging_env):  # the controller's processes inherit it
+        instance_env["SERVAL_LOGGING_CONFIG"] = config.model_dump_json()
+    traced = validated(TracingConfig, tracing_config, "tracing_config") if tracing_config else None
+    if traced is not None and traced.enabled:
+        instance_env[tracing.ENV_VAR] = traced.model_dump_json()
+    else:  # an instance started here traces only when asked to
+        instance_env[tracing.ENV_VAR] = ""
+    with _environ(instance_env):
         _driver.connect_or_start(options, detached=detached, runtime=runtime, address=address)
 
 

@@ -207,7 +207,10 @@ def _deploy_file(path: str) -> None:
     if _driver.controller_answers(_driver.controller_address()):
         _driver.connect()
     else:
-        serval.start(http_options=config.effective_http_options(), detached=True)
+        tracing = config.tracing_config.model_dump() if config.tracing_config else None
+        serval.start(
+            http_options=config.effective_http_options(), tracing_config=tracing, detached=True
+        )
     found = apply_config(config)
     for line in found:
         console.print(f"[yellow]notice[/] {line}")

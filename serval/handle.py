@@ -22,6 +22,7 @@ from typing import Any
 
 from serval import _process
 from serval.exceptions import RequestTimeoutError, ServalError
+from serval.observability import tracing
 from serval.observability.process import HANDLE_CALLS
 from serval.router.router import Assignment
 from serval.transport.codec import dumps, error_from_reply, loads
@@ -81,7 +82,8 @@ class DeploymentHandle:
         DeploymentResponseGenerator with ``stream=True``)."""
         ctx = _process.current()
         opts = self._opts
-        coro = _assign(ctx, self.app_name, self.deployment_name, opts, args, kwargs)
+        trace = tracing.traceparent() if tracing.enabled() else ""  # the caller's context
+        coro = _assign(ctx, self.app_name, self.deployment_name, opts, args, kwargs, trace)
         if opts.stream:
             return DeploymentResponseGenerator(ctx, coro)
         return DeploymentResponse(ctx, _unary(coro))
@@ -104,6 +106,7 @@ async def _assign(
     opts: _Options,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
+    trace: str = "",
 ) -> Assignment:
     if any(isinstance(a, DeploymentResponse) for a in args):
         args = tuple([await a._on_loop() if isinstance(a, DeploymentResponse) else a for a in args])
@@ -112,7 +115,9 @@ async def _assign(
             k: await v._on_loop() if isinstance(v, DeploymentResponse) else v
             for k, v in kwargs.items()
         }
-    msg = Call(opts.method_name, dumps((args, kwargs)), opts.multiplexed_model_id, opts.stream)
+    msg = Call(
+        opts.method_name, dumps((args, kwargs)), opts.multiplexed_model_id, opts.stream, "", trace
+    )
     HANDLE_CALLS.inc((app, deployment, opts.method_name))
     return await ctx.router(app, deployment).assign(msg)
 

@@ -45,6 +45,7 @@ from serval.config import (
     LoggingConfig,
 )
 from serval.exceptions import ConfigError
+from serval.observability.tracing import TracingConfig
 
 __all__ = [
     "ApplicationSchema",
@@ -91,12 +92,10 @@ class GRPCOptionsSchema(GRPCOptions):
     model_config = ConfigDict(extra="forbid")
 
 
-class TracingConfigSchema(_Strict):
-    """Ray Serve's ``tracing_config``."""
+class TracingConfigSchema(TracingConfig):
+    """Ray Serve's ``tracing_config`` (see :mod:`serval.observability.tracing`)."""
 
-    enabled: bool = False
-    exporter_import_path: str | None = None
-    sampling_ratio: float = Field(1.0, ge=0, le=1)
+    model_config = ConfigDict(extra="forbid")
 
 
 class DeploymentSchema(_Strict):
@@ -213,7 +212,6 @@ class ServeConfig(_Strict):
 # Fields accepted for Ray Serve compatibility, with why they change nothing here.
 _TOP_NOTICES = {
     "controller_options": "the controller's runtime_env is Ray's; ignored",
-    "tracing_config": "tracing is not implemented yet; no spans are emitted",
     "target_capacity": "target_capacity is not supported; replicas run at 100%",
 }
 _APP_NOTICES = {

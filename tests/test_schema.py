@@ -113,7 +113,6 @@ applications:
     found = notices(config)
     for field in (
         "controller_options",
-        "tracing_config",
         "target_capacity",
         "http_options.ssl_keyfile",
         "applications[0].host",
@@ -128,7 +127,7 @@ applications:
         "applications[0].deployments[0].placement_group_bundle_label_selector",
     ):
         assert sum(line.startswith(f"{field}:") for line in found) == 1, (field, found)
-    assert len(found) == 14
+    assert len(found) == 13
     overrides = config.applications[0].deployments[0].overrides()
     assert overrides == {
         "max_replicas_per_node": 2,

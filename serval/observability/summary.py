@@ -83,9 +83,7 @@ def _routes(snapshots: list[Snapshot]) -> list[dict[str, Any]]:
     out = []
     for (app, dep, route), entry in sorted(routes.items()):
         buckets = entry.pop("_b")
-        entry["latency_ms"] = {
-            f"p{q}": _quantile(q / 100, les, buckets) for q in (50, 90, 99)
-        }
+        entry["latency_ms"] = {f"p{q}": _quantile(q / 100, les, buckets) for q in (50, 90, 99)}
         out.append({"application": app, "deployment": dep, "route": route, **entry})
     return out
 

@@ -31,6 +31,7 @@ from serval.exceptions import (
     ServalError,
     http_status_for,
 )
+from serval.observability import tracing
 from serval.observability.families import UNMATCHED_ROUTE
 from serval.observability.http import HttpMetrics
 from serval.observability.logs_access import cut
@@ -174,6 +175,29 @@ class ProxyApp:
             request_id,
             model_id,
         )
+        if tracing.enabled():
+            return await self._traced(route, request, scope, send)
+        return await self._dispatch(route, request, scope, send)
+
+    async def _traced(self, route: Any, request: HttpRequest, scope: Scope, send: Send) -> int:
+        """The request inside a span; the replica continues it (traceparent header)."""
+        with tracing.span(
+            f"{request.method} {route.prefix}",
+            tracing.header_value(request.headers),
+            **{
+                "http.request.method": request.method,
+                "url.path": request.path,
+                "serval.application": route.app,
+                "serval.request_id": request.request_id,
+            },
+        ) as current:
+            request.headers = tracing.with_header(request.headers, tracing.traceparent())
+            status = await self._dispatch(route, request, scope, send)
+            current.set_attribute("http.response.status_code", status)
+            return status
+
+    async def _dispatch(self, route: Any, request: HttpRequest, scope: Scope, send: Send) -> int:
+        """Forward to the route's deployment (or its canary); returns the status sent."""
         canary = route.canary
         if canary is None:
             return await self._forward(route.app, route.deployment, request, send)

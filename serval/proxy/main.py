@@ -18,6 +18,7 @@ import uvicorn
 from serval import _process
 from serval._lifeline import run_loop, watch_lifeline
 from serval.config import HTTPOptions
+from serval.observability import tracing
 from serval.observability.logs import setup_logging
 from serval.observability.scrape import install_proxy
 from serval.proxy.app import ProxyApp
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--options", default="{}")
     args = parser.parse_args(argv)
     setup_logging(args.name, file_stem=args.name.replace(" ", "_").replace("/", "_"))
+    tracing.setup("proxy")
     options = HTTPOptions.model_validate_json(args.options)
     run_loop(serve(args.fd, args.name, args.controller, options))
     logging.shutdown()

@@ -13,6 +13,7 @@ import os
 import sys
 
 from serval._lifeline import run_loop, watch_lifeline
+from serval.observability import tracing
 from serval.observability.logs import setup_logging
 from serval.replica.server import ReplicaServer
 from serval.transport.address import listen
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     address, replica_id = args[0], args[1]
     setup_logging(f"replica {replica_id}", file_stem=f"replica_{replica_id}")
+    tracing.setup(f"replica-{replica_id}")
     run_loop(serve(address, replica_id))
     logging.shutdown()
     # Threads running user code must not keep a drained replica alive.

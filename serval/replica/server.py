@@ -23,6 +23,7 @@ from typing import Any
 from serval import context as ctx_mod
 from serval.config import LoggingConfig
 from serval.exceptions import BadRequestError, ServalError, http_status_for
+from serval.observability import tracing
 from serval.observability.logs import setup_logging
 from serval.observability.logs_access import AccessLog, log_failure
 from serval.observability.process import enabled as metrics_enabled
@@ -134,6 +135,17 @@ class ReplicaServer:
         )
 
     async def _http(self, conn: Connection, sid: int, req: HttpRequest) -> None:
+        if tracing.enabled():
+            with tracing.span(
+                f"{self.deployment} {req.method}",
+                tracing.header_value(req.headers),
+                **{"serval.request_id": req.request_id, "url.path": req.path},
+            ):
+                await self._serve_http(conn, sid, req)
+        else:
+            await self._serve_http(conn, sid, req)
+
+    async def _serve_http(self, conn: Connection, sid: int, req: HttpRequest) -> None:
         started = time.perf_counter()
         self.in_flight += 1
         self.total += 1
@@ -197,6 +209,17 @@ class ReplicaServer:
             self.in_flight -= 1
 
     async def _call(self, conn: Connection, sid: int, msg: Call) -> None:
+        if tracing.enabled():
+            with tracing.span(
+                f"{self.deployment}.{msg.method}",
+                msg.trace,
+                **{"serval.model_id": msg.model_id},
+            ):
+                await self._serve_call(conn, sid, msg)
+        else:
+            await self._serve_call(conn, sid, msg)
+
+    async def _serve_call(self, conn: Connection, sid: int, msg: Call) -> None:
         started = time.perf_counter()
         self.in_flight += 1
         self.total += 1

@@ -78,6 +78,7 @@ class Call(_Msg, tag=6):
     model_id: str = ""
     stream: bool = False
     request_id: str = ""
+    trace: str = ""  # the caller's W3C traceparent when tracing is on
 
 
 class CallResult(_Msg, tag=7):
