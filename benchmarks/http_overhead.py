@@ -7,7 +7,10 @@ connections:
 - ``serval``: the handler as a deployment, 1 replica, default options
   (``max_ongoing_requests=5``, as in Ray Serve);
 - ``serval mor=100``: the same with ``max_ongoing_requests=100``, the documented
-  throughput setting.
+  throughput setting;
+- ``serval mor=100 no metrics``: the same on a second instance started with
+  ``SERVAL_METRICS=0`` (``_serval_hello.py``), so the cost of metrics on the request path
+  is measured in the same run: metrics on ÷ off at 32 connections (target >= 0.95).
 
 It prints req/s, p50 and p99, the ratios against bare uvicorn, PASS/MISS against the
 targets (serval >= 35% of bare uvicorn's req/s at 32 connections; serval's p50 at 1
@@ -73,12 +76,15 @@ SCENARIO = "hello-world"
 BARE = "bare uvicorn"
 SERVAL = "serval"
 SERVAL_100 = "serval mor=100"
+SERVAL_NO_METRICS = "serval mor=100 no metrics"
 RAY_SERVE = "ray serve"
 SYSTEMS: dict[str, dict[str, Any] | None] = {  # name -> deployment options (None: bare)
     BARE: None,
     SERVAL: {},
     SERVAL_100: {"max_ongoing_requests": 100},
+    SERVAL_NO_METRICS: {"max_ongoing_requests": 100},  # on an instance of its own
 }
+METRICS_RATIO_TARGET = 0.95  # serval mor=100 req/s >= 95% of the no-metrics instance's
 PEERS_PYTHON = Path(__file__).resolve().parent.parent / ".venv-bench" / "bin" / "python"
 RAY_SERVE_APP = Path(__file__).resolve().parent / "peers" / "ray_serve_hello.py"
 RAY_RPS_TARGET = 5.0  # serval req/s >= 5x Ray Serve's at RPS_AT connections (--runtime ray)
@@ -123,6 +129,27 @@ def _environ(**values: str) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@contextlib.contextmanager
+def serval_without_metrics(max_ongoing_requests: int = 100) -> Iterator[str]:
+    """A second serval, started with ``SERVAL_METRICS=0`` in a process of its own
+    (``_serval_hello.py``); yields its URL once it answers."""
+    home = tempfile.mkdtemp(prefix="svn", dir="/tmp")
+    port = free_port()
+    script = Path(__file__).resolve().parent / "_serval_hello.py"
+    argv = [sys.executable, str(script), str(port), str(max_ongoing_requests)]
+    try:
+        with _environ(SERVAL_HOME=home, SERVAL_METRICS="0", SERVAL_LOG_LEVEL="WARNING"):
+            server = ServerProcess(argv, port=port, start_timeout_s=60)
+            server.start()
+        try:
+            wait_answer(server.url, 60)
+            yield server.url
+        finally:
+            server.stop(timeout_s=30)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -274,7 +301,12 @@ def run_benchmark(
         app = HelloApp(
             stack.enter_context(serval_instance(plan.runtime, ray_address)) if on_serval else ""
         )
-        fixed = {BARE: bare_url, RAY_SERVE: peer_url}
+        no_metrics_url = (
+            stack.enter_context(serval_without_metrics())
+            if SERVAL_NO_METRICS in plan.systems
+            else ""
+        )
+        fixed = {BARE: bare_url, RAY_SERVE: peer_url, SERVAL_NO_METRICS: no_metrics_url}
         for n in range(plan.rounds):
             results: list[Result] = []
             for conns in plan.concurrencies:
@@ -323,6 +355,29 @@ def verdicts(comparisons: Sequence[Comparison]) -> list[Verdict]:
                     c.p50_delta_ms <= P50_TARGET_MS,
                 )
             )
+    return out
+
+
+def metrics_verdicts(results: Sequence[Result]) -> list[Verdict]:
+    """serval with metrics against the same serval without them, same run."""
+    out = []
+    for on in (r for r in results if r.system == SERVAL_100):
+        off = [
+            r for r in results if r.system == SERVAL_NO_METRICS and r.concurrency == on.concurrency
+        ]
+        if not off or not off[0].rps:
+            continue
+        ratio = on.rps / off[0].rps
+        conns = f"{on.concurrency} connection{'s' if on.concurrency != 1 else ''}"
+        out.append(
+            Verdict(
+                SERVAL_100,
+                f"req/s with metrics >= {METRICS_RATIO_TARGET:.0%} of {SERVAL_NO_METRICS} "
+                f"at {conns}",
+                f"{ratio:.3f} ({on.rps:,.0f} vs {off[0].rps:,.0f} req/s)",
+                ratio >= METRICS_RATIO_TARGET,
+            )
+        )
     return out
 
 
@@ -391,7 +446,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = Plan(
         2.0 if args.quick else args.duration,
         args.warmup,
-        systems=(*SYSTEMS, RAY_SERVE) if args.runtime == "ray" else tuple(SYSTEMS),
+        systems=(
+            (*(s for s in SYSTEMS if s != SERVAL_NO_METRICS), RAY_SERVE)
+            if args.runtime == "ray"
+            else tuple(SYSTEMS)
+        ),
         runtime=args.runtime,
         ray_address=args.ray_address,
         rounds=max(1, args.rounds),
@@ -425,9 +484,13 @@ def report(
         results_table(results, title=title),
         comparisons_table(comparisons, title=f"against {BARE}, same run (req/s: share of it)"),
     )
-    print("serval: default options (max_ongoing_requests=5); mor=100: max_ongoing_requests=100")
+    print(
+        "serval: default options (max_ongoing_requests=5); mor=100: max_ongoing_requests=100; "
+        "no metrics: a second instance with SERVAL_METRICS=0"
+    )
     print(ceiling_line(results, gen))
-    judged = verdicts([c for c in comparisons if c.system != RAY_SERVE])
+    judged = verdicts([c for c in comparisons if c.system not in (RAY_SERVE, SERVAL_NO_METRICS)])
+    judged += metrics_verdicts(results)
     if any(r.system == RAY_SERVE for r in results):
         against_ray = [c for c in compare(results, RAY_SERVE) if c.system != BARE]
         print_tables(

@@ -13,6 +13,8 @@ Example (what :class:`serval.proxy.app.ProxyApp` does)::
 
 from __future__ import annotations
 
+from bisect import bisect_left
+
 from serval.observability import snapshot as snap
 from serval.observability.tables import LATENCY_BUCKETS_S, HistogramTable
 
@@ -30,10 +32,19 @@ class HttpMetrics:
     def observe(
         self, app: str, deployment: str, route: str, method: str, status: int, seconds: float
     ) -> None:
-        self.table.observe((app, deployment, route, method, str(status)), seconds)
+        # HistogramTable.observe inlined: one call less on every request. The status
+        # stays an int here (no str() per request); families() turns it into a label.
+        series = self.table.series
+        key = (app, deployment, route, method, status)
+        row = series.get(key)  # type: ignore[arg-type]
+        if row is None:
+            row = series[key] = [0.0] * (len(self.table.bounds) + 2)  # type: ignore[index]
+        row[bisect_left(self.table.bounds, seconds)] += 1
+        row[-1] += seconds
 
     def families(self) -> list[snap.Family]:
-        rows = self.table.items()
+        # keys hold the status as an int (no str() per request): labels want text
+        rows = [((*key[:4], str(key[4])), row) for key, row in self.table.items()]
         counts = [(key, sum(row[:-1])) for key, row in rows]
         errors = [(key, n) for key, n in counts if int(key[4]) >= 400]
         return [

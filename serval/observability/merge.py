@@ -10,7 +10,9 @@ series, not tens of thousands.
 
 from __future__ import annotations
 
+import heapq
 import logging
+import operator
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,7 +22,7 @@ from prometheus_client.registry import CollectorRegistry
 from prometheus_client.samples import Sample
 
 from serval.observability.families import FAMILIES, OTHER_MODELS
-from serval.observability.snapshot import COLUMN, MODEL_COLUMNS, Snapshot
+from serval.observability.snapshot import COLUMN, MODEL_COLUMNS, Snapshot, unpack_models
 
 __all__ = ["merge", "model_rows", "render", "top_models"]
 
@@ -43,28 +45,40 @@ _MODEL_SERIES: tuple[tuple[str, str, str, dict[str, str]], ...] = (
 def top_models(snapshots: Iterable[Snapshot], top_n: int) -> set[str]:
     """The ``top_n`` model ids with the most requests over all ``snapshots``."""
     totals: dict[str, float] = {}
-    column = COLUMN["requests"]
+    requests, width = COLUMN["requests"], len(MODEL_COLUMNS)
     for snapshot in snapshots:
-        for model_id, row in snapshot.models.items():
-            totals[model_id] = totals.get(model_id, 0.0) + row[column]
+        if not snapshot.model_ids:
+            continue
+        ids, values = unpack_models(snapshot)
+        counts = values[requests::width]
+        if not totals:
+            totals = dict(zip(ids, counts, strict=True))
+        else:
+            get = totals.get
+            for model_id, n in zip(ids, counts, strict=True):
+                totals[model_id] = get(model_id, 0.0) + n
     if len(totals) <= top_n:
         return set(totals)
-    ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))
-    return {model_id for model_id, _ in ranked[:top_n]}
+    return {model_id for model_id, _ in heapq.nlargest(top_n, totals.items(), key=_count)}
+
+
+def _count(item: tuple[str, float]) -> float:
+    return item[1]
 
 
 def model_rows(snapshot: Snapshot, top: set[str]) -> dict[str, list[float]]:
-    """One snapshot's model rows with the models outside ``top`` summed into one."""
-    out: dict[str, list[float]] = {}
+    """One snapshot's model rows for the ids in ``top``, and the others summed into one
+    row, ``__other__`` (column sums in C, minus the few top rows)."""
+    ids, values = unpack_models(snapshot)
     width = len(MODEL_COLUMNS)
-    for model_id, row in snapshot.models.items():
-        key = model_id if model_id in top else OTHER_MODELS
-        acc = out.get(key)
-        if acc is None:
-            out[key] = list(row[:width])
-        else:
-            for i in range(width):
-                acc[i] += row[i]
+    out: dict[str, list[float]] = {}
+    other = [sum(values[c::width]) for c in range(width)]
+    for i, model_id in enumerate(ids):
+        if model_id in top:
+            row = out[model_id] = values[i * width : (i + 1) * width].tolist()
+            other = list(map(operator.sub, other, row))
+    if len(out) < len(ids):
+        out[OTHER_MODELS] = other
     return out
 
 
@@ -96,7 +110,7 @@ def merge(snapshots: list[Snapshot], top_n: int) -> list[Metric]:
                 add(Sample(s.name, {**extra, **s.labels} if extra else s.labels, s.value))
     top = top_models(snapshots, top_n)
     for snapshot in snapshots:
-        if not snapshot.models:
+        if not snapshot.model_ids:
             continue
         rows = model_rows(snapshot, top)
         for name, suffix, column, labels in _MODEL_SERIES:

@@ -9,6 +9,7 @@ without a model id.
 
 from __future__ import annotations
 
+import operator
 import sys
 
 from serval.observability import snapshot as snap
@@ -60,24 +61,28 @@ def model_families() -> list[snap.Family]:
 def model_rows() -> dict[str, list[float]]:
     """One row per model id this replica has counted or holds (MODEL_COLUMNS)."""
     rows: dict[str, list[float]] = {}
-    width = len(MODEL_COLUMNS)
     resident, loading = COLUMN["resident"], COLUMN["loading"]
     size, load_time = COLUMN["bytes"], COLUMN["load_time_s"]
+    tail = [0.0] * (len(MODEL_COLUMNS) - COLUMN["resident"])  # the columns counted below
     for cache in _caches():
-        for model_id, counts in list(cache.per_model.rows.items()):  # type: ignore[attr-defined]
-            row = rows.get(model_id)
-            if row is None:
-                row = rows[model_id] = [0.0] * width
-            for i, n in enumerate(counts):
-                row[i] += n
+        counted: dict[str, list[int]] = cache.per_model.rows  # type: ignore[attr-defined]
+        if not rows:  # the common case, one cache: no per-column additions
+            rows = {model_id: [*counts, *tail] for model_id, counts in list(counted.items())}
+        else:
+            for model_id, counts in list(counted.items()):
+                row = rows.get(model_id)
+                if row is None:
+                    rows[model_id] = [*counts, *tail]
+                else:
+                    row[: len(counts)] = map(operator.add, row, counts)
         for model_id, info in cache.describe().items():  # type: ignore[attr-defined]
             row = rows.get(model_id)
             if row is None:
-                row = rows[model_id] = [0.0] * width
+                row = rows[model_id] = [0.0] * len(MODEL_COLUMNS)
             if info.get("loading"):
                 row[loading] = 1.0
             else:
                 row[resident] += 1.0
-                row[size] += float(info.get("bytes", 0))
-                row[load_time] = float(info.get("load_time_s", 0.0))
+                row[size] += info.get("bytes", 0)
+                row[load_time] = info.get("load_time_s", 0.0)
     return rows

@@ -93,7 +93,8 @@ class ProcessMetrics:
                 models = self._models()
             except Exception:
                 logger.exception("model metrics source failed")
-        return snap.Snapshot(self.kind, dict(self.labels), families, models)
+        ids, values = snap.pack_models(models)
+        return snap.Snapshot(self.kind, dict(self.labels), families, ids, values)
 
 
 def _shared_tables() -> list[snap.Family]:

@@ -139,7 +139,7 @@ def _models(snapshots: list[Snapshot], top_n: int) -> dict[str, Any]:
     heat = []
     totals = dict.fromkeys(("hits", "misses", "loads", "evictions"), 0.0)
     for s in snapshots:
-        if not s.models:
+        if not s.model_ids:
             continue
         for model_id, row in sorted(model_rows(s, top).items()):
             for name in totals:

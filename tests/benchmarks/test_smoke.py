@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from benchmarks import bench, http_overhead
+import pytest
+
+from benchmarks import bench, http_overhead, metrics_scrape
 from benchmarks._bench.cells import Cell, Role
 from benchmarks._harness import wrk
 from benchmarks._harness.loadgen import LoadGenerator
@@ -52,6 +54,34 @@ def test_http_overhead_smallest_run() -> None:
         assert r.errors == 0, r
     (comparison,) = compare(results, http_overhead.BARE)
     assert comparison.rps_ratio > 0
+
+
+def test_http_overhead_metrics_on_and_off() -> None:
+    """serval with metrics and the second instance without them, in one run: the
+    metrics verdict is computed (no timing asserted)."""
+    plan = http_overhead.Plan(
+        duration_s=0.5,
+        warmup_s=0.2,
+        concurrencies=(2,),
+        systems=(http_overhead.SERVAL_100, http_overhead.SERVAL_NO_METRICS),
+    )
+    (results,) = http_overhead.run_benchmark(plan, LoadGenerator.pick("auto"))
+    wait_for(lambda: not serval_children(), timeout_s=30, what="serval to exit")
+    assert [r.system for r in results] == [
+        http_overhead.SERVAL_100,
+        http_overhead.SERVAL_NO_METRICS,
+    ]
+    assert all(r.rps > 0 and r.errors == 0 for r in results), results
+    (verdict,) = http_overhead.metrics_verdicts(results)
+    assert "no metrics" in verdict.target
+
+
+def test_metrics_scrape_smallest_run(capsys: pytest.CaptureFixture[str]) -> None:
+    metrics_scrape.main(["--models", "40", "--replicas", "1", "--scrapes", "2"])
+    wait_for(lambda: not serval_children(), timeout_s=30, what="serval to exit")
+    out = capsys.readouterr().out
+    assert "models loaded (serval_models_loaded): 40" in out
+    assert "scrape: median" in out
 
 
 def test_bench_every_scenario_smallest_serval_only(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ def _row(requests: int, hits: int = 0, resident: int = 0, size: int = 0) -> list
 def _replica(rid: str, models: dict[str, list[float]]) -> Snapshot:
     ongoing = snap.gauge("serval_replica_ongoing_requests", (), [((), 1.0)])
     labels = {"application": "app", "deployment": "Scorer", "replica": rid}
-    return Snapshot("replica", labels, [ongoing], models)
+    return Snapshot("replica", labels, [ongoing], *snap.pack_models(models))
 
 
 def test_top_n_models_and_the_rest_summed() -> None:
