@@ -8,6 +8,8 @@ need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 # wrk: the load generator the benchmarks prefer (their smoke test runs it too).
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
+# chromium: the dashboard's browser test loads /-/dashboard in headless Chromium.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   if [ "$(id -u)" = 0 ]; then

@@ -368,6 +368,7 @@ class Controller:
                         "message": d.message,
                         "replica_states": d.replica_states(),
                         "target_replicas": d.target_count,
+                        "replicas": {r.replica_id: r.status.value for r in d.replicas.values()},
                     }
                     for dname, d in app.deployments.items()
                 },

@@ -32,6 +32,7 @@ from serval.exceptions import (
     http_status_for,
 )
 from serval.observability import tracing
+from serval.observability.dashboard import Dashboard
 from serval.observability.families import UNMATCHED_ROUTE
 from serval.observability.http import HttpMetrics
 from serval.observability.logs_access import cut
@@ -79,6 +80,7 @@ class ProxyApp:
         self.split = TrafficSplit(ctx)
         token = options.admin_token or read_env().admin_token
         self.admin = build_admin_app(ctx, token) if token else None
+        self.dashboard = Dashboard(ctx, token)
         self.options = options
         self.routes = RouteTable()
         # Request ids: this proxy's random prefix and a counter (uuid4 per request costs
@@ -109,6 +111,8 @@ class ProxyApp:
         if path.startswith("/-/"):
             if path.startswith("/-/admin/") and self.admin is not None:
                 await self.admin(scope, receive, send)
+            elif path.startswith("/-/dashboard"):
+                await self.dashboard(scope, receive, send)
             else:
                 await self._admin(path, send)
             return
