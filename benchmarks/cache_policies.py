@@ -35,10 +35,12 @@ Traces (1,000 models; sizes log-uniform 1-100 MB; load time = a per-model latenc
 - ``one-off``: stationary Zipf(1.1) with bursts in which half the requests go to
   tenants never seen before (each asks once or twice).
 
-Policies: ``gdsf`` (serval's default), ``gdsf+tinylfu`` (with the admission filter),
-``lfu`` (LFU with dynamic aging), ``lru`` (byte budget), and ``lru-count (ray)``: LRU
-with a count limit only, as Ray Serve's ``max_num_models_per_replica`` (the count is
-the budget over the mean model size, so on average it fits the same bytes).
+Policies: ``popularity`` (serval's default: rate per byte, with rises and falls
+detected), ``gdsf`` (the default until it was measured here), ``gdsf+tinylfu`` (with
+the admission filter), ``lfu`` (LFU with dynamic aging), ``lru`` (byte budget), and
+``lru-count (ray)``: LRU with a count limit only, as Ray Serve's
+``max_num_models_per_replica`` (the count is the budget over the mean model size, so on
+average it fits the same bytes).
 
 Targets: the default policy within 1.05x of the online limit's loads **and** bytes loaded
 (the popularity oracle on ``zipf``, the window oracle on ``shifting``; its Belady ratio
@@ -72,6 +74,7 @@ from serval.models.eviction import (
     GDSFPolicy,
     LFUPolicy,
     LRUPolicy,
+    PopularityPolicy,
     ReplayResult,
     TinyLFU,
     TraceRequest,
@@ -89,7 +92,7 @@ BELADY = "belady-size (offline)"
 BOUND = "lower bound (offline)"
 ORACLE = "popularity oracle"
 WINDOW = "window oracle"
-DEFAULT = "gdsf"
+DEFAULT = "popularity"
 
 
 @dataclass(frozen=True)
@@ -213,6 +216,7 @@ TRACES_INDEPENDENT = {"zipf": True, "shifting": True, "one-off": False}
 def policies(budget: int, mean_size: float) -> dict[str, Callable[[], Budget]]:
     count = max(1, round(budget / mean_size))
     return {
+        "popularity": lambda: Budget(PopularityPolicy(), max_bytes=budget),
         "gdsf": lambda: Budget(GDSFPolicy(), max_bytes=budget),
         "gdsf+tinylfu": lambda: Budget(
             GDSFPolicy(), max_bytes=budget, admission=TinyLFU(expected_entries=N_MODELS)

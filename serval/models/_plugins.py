@@ -20,6 +20,7 @@ PLUGINS: Final[dict[str, dict[str, str]]] = {
         "gdsf": "serval.models.eviction.gdsf:GDSFPolicy",
         "lfu": "serval.models.eviction.lfu:LFUPolicy",
         "lru": "serval.models.eviction.lru:LRUPolicy",
+        "popularity": "serval.models.eviction.popularity:PopularityPolicy",
     },
     "admission": {
         "tinylfu": "serval.models.eviction.admission:TinyLFU",

@@ -76,7 +76,7 @@ class CacheConfig(_ModelOptions):
 
     max_models: int | None = Field(3, ge=1)  # None: no count limit
     max_bytes: int | None = None  # measured after load; None: no byte limit
-    policy: str = "gdsf"  # eviction policy: gdsf, lfu, lru or module:Class
+    policy: str = "popularity"  # eviction policy: popularity, gdsf, lfu, lru or module:Class
     admission: str | None = None  # admission filter: tinylfu or module:Class
     max_concurrent_loads: int = Field(2, ge=1)  # loads at once in this cache
     load_timeout_s: float | None = Field(300.0, gt=0, allow_inf_nan=False)

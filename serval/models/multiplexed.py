@@ -156,7 +156,7 @@ def multiplexed(
     *,
     max_num_models_per_replica: int = 3,
     max_bytes: int | str | None = None,
-    policy: str = "gdsf",
+    policy: str = "popularity",
     admission: str | None = None,
     max_concurrent_loads: int = 2,
     load_timeout_s: float | None = 300.0,
@@ -169,7 +169,7 @@ def multiplexed(
     *,
     max_num_models_per_replica: int = 3,
     max_bytes: int | str | None = None,
-    policy: str = "gdsf",
+    policy: str = "popularity",
     admission: str | None = None,
     max_concurrent_loads: int = 2,
     load_timeout_s: float | None = 300.0,
@@ -183,7 +183,7 @@ def multiplexed(
     ``max_bytes``: bytes kept (``"2GiB"``), measured after each load; ``sizer(model)``
     or the model's ``__serval_nbytes__()`` measure it when given (they run on the
     event loop, so they must answer at once; the fallback estimate runs in a
-    thread). ``policy``: ``gdsf`` (default), ``lfu`` or ``lru``;
+    thread). ``policy``: ``popularity`` (default), ``gdsf``, ``lfu`` or ``lru``;
     ``admission="tinylfu"`` keeps one-off tenants from flushing hot models. Loads:
     ``max_concurrent_loads`` at once, ``load_timeout_s`` each, ``load_retries`` extra
     attempts with backoff. Bad options raise

@@ -41,7 +41,9 @@ def test_format_bytes() -> None:
 
 def test_cache_config_defaults_repr_and_pickle() -> None:
     config = CacheConfig(max_bytes="2GiB", admission="tinylfu")
-    assert config.max_bytes == 2 * 1024**3 and config.max_models == 3 and config.policy == "gdsf"
+    assert (
+        config.max_bytes == 2 * 1024**3 and config.max_models == 3 and config.policy == "popularity"
+    )
     assert "max_bytes=2147483648" in repr(config) and "admission='tinylfu'" in repr(config)
     assert pickle.loads(pickle.dumps(config)) == config
 

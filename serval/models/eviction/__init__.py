@@ -1,9 +1,11 @@
 """Eviction policies, admission filters and the offline figures they are judged by.
 
-Every tier ranks its entries with a policy picked by name: ``"gdsf"`` (the default,
-cost-aware), ``"lfu"`` (LFU with dynamic aging) or ``"lru"``; optionally a ``"tinylfu"``
-admission filter keeps one-off tenants from flushing hot models. See
-``benchmarks/cache_policies.py`` for how they compare with Belady's offline schedule.
+Every tier ranks its entries with a policy picked by name: ``"popularity"`` (the
+default for the hot tier: request rate per byte, near the popularity oracle), ``"gdsf"``
+(cost-aware; the warm tier's default), ``"lfu"`` (LFU with dynamic aging) or ``"lru"``;
+optionally a ``"tinylfu"`` admission filter keeps one-off tenants from flushing hot
+models. See ``benchmarks/cache_policies.py`` for how they compare with Belady's offline
+schedule and the online limits (:mod:`serval.models.eviction.oracle`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from serval.models.eviction.budget import Admission, Budget
 from serval.models.eviction.gdsf import GDSFPolicy
 from serval.models.eviction.lfu import LFUPolicy
 from serval.models.eviction.lru import LRUPolicy
+from serval.models.eviction.popularity import PopularityPolicy
 from serval.models.eviction.replay import ReplayResult, TraceRequest, replay
 
 __all__ = [
@@ -29,6 +32,7 @@ __all__ = [
     "GDSFPolicy",
     "LFUPolicy",
     "LRUPolicy",
+    "PopularityPolicy",
     "ReplayResult",
     "TinyLFU",
     "TraceRequest",
@@ -39,7 +43,8 @@ __all__ = [
 
 
 def make_policy(name: str, option: str = "policy", **kwargs: Any) -> EvictionPolicy:
-    """A new policy picked by name (``"gdsf"``, ``"lfu"``, ``"lru"`` or ``module:Class``)."""
+    """A new policy picked by name (``"popularity"``, ``"gdsf"``, ``"lfu"``, ``"lru"`` or
+    ``module:Class``)."""
     cls = resolve_plugin("policy", name, option)
     policy = cls(**kwargs)
     if not isinstance(policy, EvictionPolicy):
