@@ -63,7 +63,7 @@ class ProcessMetrics:
         self.kind = "driver"
         self.labels: dict[str, str] = {}
         self.registry = CollectorRegistry(auto_describe=True)
-        self._sources: list[Source] = [_shared_tables]
+        self._sources: dict[str, Source] = {"shared": _shared_tables}
         self._models: ModelSource | None = None
 
     def identify(self, kind: str, **labels: str) -> None:
@@ -72,8 +72,10 @@ class ProcessMetrics:
         self.kind = kind
         self.labels = labels
 
-    def add_source(self, source: Source) -> None:
-        self._sources.append(source)
+    def add_source(self, name: str, source: Source) -> None:
+        """Read ``source`` at every snapshot; a second source of the same ``name``
+        replaces the first (a component made again in the same process)."""
+        self._sources[name] = source
 
     def set_model_source(self, source: ModelSource) -> None:
         self._models = source
@@ -81,7 +83,7 @@ class ProcessMetrics:
     def snapshot(self) -> snap.Snapshot:
         """Read every source now (on the event loop that owns the counters)."""
         families: list[snap.Family] = []
-        for source in self._sources:
+        for source in list(self._sources.values()):
             try:
                 families.extend(source())
             except Exception:  # a broken source must not cost the other families

@@ -62,8 +62,8 @@ def install_proxy(app: Any) -> None:
     metrics = process_metrics()
     metrics.identify("proxy")
     if app.http_metrics is not None:
-        metrics.add_source(app.http_metrics.families)
-    metrics.add_source(lambda: router_families(app.ctx.routers))
+        metrics.add_source("http", app.http_metrics.families)
+    metrics.add_source("routers", lambda: router_families(app.ctx.routers))
 
 
 def install_replica(server: Any) -> None:
@@ -77,16 +77,16 @@ def install_replica(server: Any) -> None:
         deployment=server.deployment,
         replica=server.replica_id,
     )
-    metrics.add_source(lambda: replica_families(server))
-    metrics.add_source(lambda: router_families(_process.current().routers))
-    metrics.add_source(model_families)
+    metrics.add_source("replica", lambda: replica_families(server))
+    metrics.add_source("routers", lambda: router_families(_process.current().routers))
+    metrics.add_source("models", model_families)
     metrics.set_model_source(model_rows)
 
 
 def install_controller(controller: Any) -> None:
     metrics = process_metrics()
     metrics.identify("controller")
-    metrics.add_source(lambda: controller_families(controller.apps.values()))
+    metrics.add_source("controller", lambda: controller_families(controller.apps.values()))
 
 
 # -- answering CollectMetrics -------------------------------------------------------------

@@ -9,7 +9,7 @@ import cloudpickle
 import pytest
 from prometheus_client.exposition import generate_latest
 
-from serval import metrics
+from serval import context, metrics
 from serval.observability.process import process_metrics
 from tests.observability._scrape import parse
 
@@ -92,6 +92,19 @@ def test_records_reach_the_process_registry() -> None:
     # made again with the same kind and tags: the same series
     metrics.Counter("unit_requests", tag_keys=("model",)).inc(tags={"model": "base"})
     assert parse(_exported()).value("unit_requests_total", model="base") == 2
+
+
+def test_a_declared_route_tag_is_filled_from_the_request() -> None:
+    counter = metrics.Counter("unit_routed", tag_keys=("route",))
+    token = context._set_request_context(context.RequestContext(route="/api"))
+    try:
+        counter.inc()
+        counter.inc(tags={"route": "/explicit"})
+    finally:
+        context._request_context.reset(token)
+    m = parse(_exported())
+    assert m.value("unit_routed_total", route="/api") == 1
+    assert m.value("unit_routed_total", route="/explicit") == 1
 
 
 def test_pickled_metrics_rebuild_where_they_land() -> None:
