@@ -311,6 +311,7 @@ def run_benchmark(
             results: list[Result] = []
             for conns in plan.concurrencies:
                 order = sorted(plan.systems, key=lambda s: (s not in fixed, s != app.system))
+                order = _metrics_pair_adjacent(order, swap=n % 2 == 1)
                 for system in order:
                     url = fixed[system] if system in fixed else app.serve(system, progress)
                     progress(f"round {n + 1}/{plan.rounds}: {system}, {conns} connection(s)")
@@ -318,6 +319,18 @@ def run_benchmark(
             results.sort(key=lambda r: (rank[r.system], plan.concurrencies.index(r.concurrency)))
             rounds.append(results)
     return rounds
+
+
+def _metrics_pair_adjacent(order: list[str], swap: bool) -> list[str]:
+    """Measure the metrics-off instance right beside ``serval mor=100`` (before it, or
+    after it when ``swap``: every other round), so that load from elsewhere drifting
+    during a run weighs on both sides of the on/off ratio alike."""
+    if SERVAL_NO_METRICS not in order or SERVAL_100 not in order:
+        return order
+    rest = [s for s in order if s != SERVAL_NO_METRICS]
+    i = rest.index(SERVAL_100)
+    pair = [SERVAL_100, SERVAL_NO_METRICS] if swap else [SERVAL_NO_METRICS, SERVAL_100]
+    return [*rest[:i], *pair, *rest[i + 1 :]]
 
 
 # -- judging ------------------------------------------------------------------------------
