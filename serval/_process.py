@@ -47,10 +47,7 @@ class ProcessContext:
             router = self._routers[key] = Router(key)
             if self._load_reporter is None:
                 self._load_reporter = self.loop.create_task(self._report_load())
-            self.controller.subscribe(
-                f"deployment:{key}",
-                lambda u: router.update(u.target) if u.target is not None else None,
-            )
+            self.controller.subscribe(f"deployment:{key}", router.on_update)
         return router
 
     @property

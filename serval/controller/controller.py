@@ -189,9 +189,7 @@ class Controller:
             ReportLoad: lambda m: self._if_deployment(
                 m.app, m.deployment, lambda d: d.record_load(m.router_id, m.ongoing)
             ),
-            ReportModels: lambda m: self._if_deployment(
-                m.app, m.deployment, lambda d: d.report_models(m.replica_id, m.model_ids)
-            ),
+            ReportModels: self._on_models,
             RoutesApplied: self._on_routes_applied,
             CollectMetrics: lambda m: answer_metrics(self._replica_connections(), m.timeout_s),
         }
@@ -211,6 +209,11 @@ class Controller:
         if dep is None:
             raise NotFoundError(f"deployment {name!r} of application {app!r} does not exist")
         return dep
+
+    def _on_models(self, msg: ReportModels) -> dict[str, bool]:
+        found = self.apps.get(msg.app)
+        dep = found.deployments.get(msg.deployment) if found is not None else None
+        return {"resync": dep is not None and not dep.report_models(msg)}
 
     def _if_deployment(self, app: str, name: str, act: Callable[[DeploymentState], None]) -> None:
         """Reports from replicas and routers about a deployment that may be gone by now."""

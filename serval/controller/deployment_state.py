@@ -44,8 +44,10 @@ from serval.transport.messages import (
     DeploymentTarget,
     Drain,
     InitReplica,
+    ModelDelta,
     Reconfigure,
     ReplicaInfo,
+    ReportModels,
 )
 
 logger = logging.getLogger("serval.controller")
@@ -503,11 +505,28 @@ class DeploymentState:
                     replica.process.kill()
                 self._deps.wake()
 
-    def report_models(self, replica_id: str, model_ids: list[str]) -> None:
-        replica = self.replicas.get(replica_id)
-        if replica is not None and replica.model_ids != model_ids:
-            replica.model_ids = model_ids
+    def report_models(self, msg: ReportModels) -> bool:
+        """Apply a replica's report; False when a change cannot be applied (the replica
+        must send all its models again)."""
+        replica = self.replicas.get(msg.replica_id)
+        if replica is None:
+            return True
+        if msg.full:
+            replica.model_ids = list(msg.model_ids)
+            replica.models_seq = msg.seq
             self.publish()
+            return True
+        if msg.seq != replica.models_seq + 1:
+            return False  # a report was lost, or this controller is new: resync
+        replica.models_seq = msg.seq
+        removed = set(msg.removed)
+        replica.model_ids = [m for m in replica.model_ids if m not in removed] + msg.added
+        delta = ModelDelta(replica.replica_id, list(msg.added), list(msg.removed))
+        if replica.status is ReplicaStatus.RUNNING and not self._deps.publisher.publish_models(
+            self.key, delta
+        ):
+            self.publish()
+        return True
 
     def models(self) -> dict[str, list[str]]:
         return {

@@ -3,6 +3,11 @@
 A key (``routes``, ``deployment:app/name``) holds a versioned value. A subscriber
 gets the current value at once and every change after it; a subscriber whose
 connection closed is dropped on the next publish.
+
+Model placement changes often (every load and eviction on any replica) and its table
+grows with the models held, so it travels as deltas: :meth:`Publisher.publish_models`
+sends only what changed on one replica, and folds it into the stored target that a
+new subscriber receives whole.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from serval.transport.connection import Connection
-from serval.transport.messages import DeploymentTarget, RouteInfo, Update
+from serval.transport.messages import DeploymentTarget, ModelDelta, RouteInfo, Update
 
 ROUTES = "routes"
 
@@ -56,6 +61,29 @@ class Publisher:
         if topic.update.target == target:
             return
         self._send(topic, Update(key, topic.update.version + 1, target=target))
+
+    def publish_models(self, key: str, delta: ModelDelta) -> bool:
+        """Send one replica's placement change; False if that replica is not in the
+        published target (its models go out with it when it is published)."""
+        topic = self._topic(key)
+        target = topic.update.target
+        info = next(
+            (r for r in (target.replicas if target else []) if r.replica_id == delta.replica_id),
+            None,
+        )
+        if info is None:
+            return False
+        removed = set(delta.removed)
+        info.model_ids = [m for m in info.model_ids if m not in removed] + delta.added
+        update = Update(key, topic.update.version + 1, models=delta)
+        topic.update = Update(key, update.version, target=target)
+        alive = []
+        for conn, stream_id in topic.subscribers:
+            if not conn.closed:
+                conn.send(stream_id, update)
+                alive.append((conn, stream_id))
+        topic.subscribers = alive
+        return True
 
     def current(self, key: str) -> Update:
         return self._topic(key).update

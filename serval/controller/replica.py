@@ -32,6 +32,7 @@ class Replica:
     started_at: float = field(default_factory=time.monotonic)
     reconfiguring: bool = False
     model_ids: list[str] = field(default_factory=list)
+    models_seq: int = 0  # the last placement report applied (ReportModels.seq)
     health_failures: int = 0
     last_health_check: float = 0.0
     tasks: set[asyncio.Task[None]] = field(default_factory=set)

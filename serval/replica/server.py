@@ -50,6 +50,7 @@ from serval.transport.messages import (
     ModelCommand,
     Ok,
     Reconfigure,
+    ReportModels,
     StreamEnd,
     StreamItem,
     WsClose,
@@ -68,6 +69,22 @@ class ReplicaState(enum.Enum):
     STARTING = "starting"  # running the user's constructor
     RUNNING = "running"  # serving requests
     DRAINING = "draining"  # finishing in-flight requests, then the process exits
+
+
+def _models_report(
+    app: str, deployment: str, replica_id: str, current: set[str], last: set[str] | None
+) -> ReportModels:
+    if last is None:
+        return ReportModels(app, deployment, replica_id, sorted(current), full=True)
+    return ReportModels(
+        app,
+        deployment,
+        replica_id,
+        [],
+        added=sorted(current - last),
+        removed=sorted(last - current),
+        full=False,
+    )
 
 
 class ReplicaServer:
@@ -354,26 +371,29 @@ class ReplicaServer:
 
     async def _report_models(self) -> None:
         """Tell the controller which models this replica holds, when that changes, so
-        routers send a model's requests where it is already loaded."""
+        routers send a model's requests where it is already loaded: all of them first,
+        then only what changed (a replica may hold thousands), all again on a resync."""
         from serval import _process
-        from serval.transport.messages import ReportModels
 
-        last: list[str] = []
+        last: set[str] | None = None  # what the controller knows (None: unknown)
+        seq = 0
         while self.state is ReplicaState.RUNNING:
             await asyncio.sleep(MODEL_REPORT_INTERVAL_S)
             source = sys.modules.get("serval.models.multiplexed")
             if source is None:
                 continue
-            current = sorted(source.loaded_model_ids())
-            if current != last:
-                try:
-                    await _process.current().controller.call(
-                        ReportModels(self.app_name, self.deployment, self.replica_id, current),
-                        timeout_s=10,
-                    )
-                    last = current
-                except ServalError as exc:
-                    logger.debug("could not report models: %s", exc)
+            current = set(source.loaded_model_ids())
+            if current == last:
+                continue
+            seq += 1
+            msg = _models_report(self.app_name, self.deployment, self.replica_id, current, last)
+            msg.seq = seq
+            try:
+                reply = await _process.current().controller.call(msg, timeout_s=10)
+                last = None if (reply or {}).get("resync") else current
+            except ServalError as exc:
+                last = None  # the next report sends everything
+                logger.debug("could not report models: %s", exc)
 
     async def _model_command(self, msg: ModelCommand) -> Any:
         source = sys.modules.get("serval.models.multiplexed")

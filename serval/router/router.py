@@ -29,7 +29,15 @@ from serval.exceptions import BackPressureError, NotFoundError, ReplicaUnavailab
 from serval.router import model_choice
 from serval.router.replica_client import ReplicaClient, SocketReplicaClient
 from serval.transport.connection import ReplyStream
-from serval.transport.messages import FINAL, DeploymentTarget, ErrorReply, Message, ReplicaInfo
+from serval.transport.messages import (
+    FINAL,
+    DeploymentTarget,
+    ErrorReply,
+    Message,
+    ModelDelta,
+    ReplicaInfo,
+    Update,
+)
 
 _DOWN_FOR_S = 2.0
 _RECENT_FOR_S = 10.0
@@ -149,6 +157,25 @@ class Router:
         self._holders = holders
         self.known.set()
         self._wake(len(self._waiters))
+
+    def on_update(self, update: Update) -> None:
+        """An update of this deployment's topic from the controller."""
+        if update.target is not None:
+            self.update(update.target)
+        elif update.models is not None:
+            self.apply_models(update.models)
+
+    def apply_models(self, delta: ModelDelta) -> None:
+        """One replica's placement change (the controller sends deltas, not tables)."""
+        rid = delta.replica_id
+        for model_id in delta.removed:
+            holders = self._holders.get(model_id)
+            if holders is not None:
+                holders.discard(rid)
+                if not holders:
+                    del self._holders[model_id]
+        for model_id in delta.added:
+            self._holders.setdefault(model_id, set()).add(rid)
 
     @property
     def replica_ids(self) -> list[str]:

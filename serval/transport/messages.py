@@ -278,11 +278,20 @@ class DeploymentTarget(msgspec.Struct, array_like=True):
     retry_after_s: float = 1.0
 
 
+class ModelDelta(msgspec.Struct, array_like=True):
+    """What changed in one replica's models (controller → routers)."""
+
+    replica_id: str
+    added: list[str]
+    removed: list[str]
+
+
 class Update(_Msg, tag=38):
     key: str
     version: int
     routes: list[RouteInfo] | None = None
     target: DeploymentTarget | None = None
+    models: ModelDelta | None = None  # a change of placement only (the target stands)
 
 
 class RoutesApplied(_Msg, tag=39):
@@ -293,12 +302,19 @@ class RoutesApplied(_Msg, tag=39):
 
 
 class ReportModels(_Msg, tag=40):
-    """A replica tells the controller which models it holds or is loading."""
+    """A replica tells the controller which models it holds or is loading: all of them
+    (``full``), or what changed since its report ``seq - 1``. The controller answers
+    ``{"resync": True}`` when it cannot apply a change (it missed one, or restarted);
+    the replica then sends all of them."""
 
     app: str
     deployment: str
     replica_id: str
     model_ids: list[str]
+    added: list[str] = msgspec.field(default_factory=list)
+    removed: list[str] = msgspec.field(default_factory=list)
+    full: bool = True
+    seq: int = 0
 
 
 class ReportLoad(_Msg, tag=41):

@@ -15,7 +15,9 @@ from serval.transport.messages import (
     DeploymentTarget,
     ErrorReply,
     Message,
+    ModelDelta,
     ReplicaInfo,
+    Update,
 )
 
 
@@ -202,3 +204,23 @@ async def test_models_of_a_dead_replica_re_home_without_errors() -> None:
         (await router.assign(Call("__call__", b"", model_id="m1"))).replica_id for _ in range(5)
     }
     assert len(again) == 1 and again <= {"b", "c"}
+
+
+async def test_placement_deltas_move_a_models_requests() -> None:
+    """The controller sends placement changes as deltas; routing follows them."""
+    fakes = Replicas()
+    router = Router("app/d", fakes.factory)
+    router.on_update(Update("deployment:app/d", 1, target=target("a", "b", "c", max_ongoing=10)))
+    router.on_update(Update("k", 2, models=ModelDelta("b", ["m1", "m2"], [])))
+    router._recent.clear()
+    assert {(await router.assign(Call("__call__", b"", model_id="m1"))).replica_id} == {"b"}
+    router.on_update(Update("k", 3, models=ModelDelta("b", [], ["m1"])))
+    router.on_update(Update("k", 4, models=ModelDelta("a", ["m1"], [])))
+    router._recent.clear()
+    held = {
+        (await router.assign(Call("__call__", b"", model_id="m1"))).replica_id for _ in range(10)
+    }
+    assert held == {"a"}
+    assert router._holders == {"m1": {"a"}, "m2": {"b"}}
+    router.on_update(Update("k", 5, models=ModelDelta("b", [], ["m2"])))
+    assert "m2" not in router._holders  # nothing left behind for models no one holds
