@@ -33,7 +33,7 @@ from typing import Any
 
 from serval.config import DeploymentConfig
 from serval.controller.autoscaler import Autoscaler
-from serval.controller.publisher import Publisher, deployment_key
+from serval.controller.publisher import Publisher, deployment_key, fold
 from serval.controller.replica import Replica, ReplicaStatus, ReplyError, call
 from serval.runtime.base import ProcessHandle, Runtime
 from serval.transport.address import dial
@@ -238,7 +238,10 @@ class DeploymentState:
     def publish(self) -> None:
         running = [
             ReplicaInfo(
-                r.replica_id, r.process.address, self.config.max_ongoing_requests, r.model_ids
+                r.replica_id,
+                r.process.address,
+                self.config.max_ongoing_requests,
+                list(r.model_ids),  # a copy: the publisher folds changes into its own
             )
             for r in self.replicas.values()
             if r.status is ReplicaStatus.RUNNING and r.process is not None
@@ -519,8 +522,7 @@ class DeploymentState:
         if msg.seq != replica.models_seq + 1:
             return False  # a report was lost, or this controller is new: resync
         replica.models_seq = msg.seq
-        removed = set(msg.removed)
-        replica.model_ids = [m for m in replica.model_ids if m not in removed] + msg.added
+        fold(replica.model_ids, msg.added, msg.removed)
         delta = ModelDelta(replica.replica_id, list(msg.added), list(msg.removed))
         if replica.status is ReplicaStatus.RUNNING and not self._deps.publisher.publish_models(
             self.key, delta

@@ -123,3 +123,14 @@ def test_protocols_smallest_run() -> None:
     for line in ("websocket serval", "grpc serval", "of the direct figure"):
         assert line in done.stdout, done.stdout
     assert serval_children() == []
+
+
+def test_placement_smallest_run() -> None:
+    """Placement deltas through the real Publisher and Router: bytes per change do not
+    grow with the models held (whole tables would)."""
+    from benchmarks import placement
+
+    small, large = placement.main(["--sizes", "1000,10000", "--changes", "200"])
+    assert small.delta_bytes_per_s == pytest.approx(large.delta_bytes_per_s, rel=0.2)
+    assert large.full_bytes_per_s > 5 * small.full_bytes_per_s
+    assert large.delta_bytes_per_s * 100 < large.full_bytes_per_s
