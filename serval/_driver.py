@@ -23,10 +23,11 @@ import sys
 import time
 from typing import Any
 
-from serval import _process
+from serval import _process, _secret, _statedir
 from serval._env import read_env
 from serval.config import HTTPOptions
 from serval.exceptions import ControllerError, ServalError
+from serval.transport import auth
 from serval.transport.address import unix_address
 from serval.transport.messages import GetInfo
 
@@ -67,6 +68,10 @@ def connect() -> dict[str, Any]:
             f"no serval instance is running (looked for {address}); start one with "
             "`serval start` or serval.start()"
         )
+    sdir = state_dir()
+    _statedir.check_private_dir(env.home)
+    _statedir.check_private_dir(sdir)
+    auth.set_instance_secret(_secret.read_file(sdir))
     ctx = _process.init_in_driver(address)
     info: dict[str, Any] = ctx.run_sync(ctx.controller.call(GetInfo()), timeout_s=30)
     return info
@@ -100,8 +105,8 @@ def _start(
     address: str, http_options: HTTPOptions, detached: bool, runtime: str, ray_address: str
 ) -> dict[str, Any]:
     global _started
-    sdir = state_dir()
-    os.makedirs(os.path.join(sdir, "logs"), exist_ok=True)
+    sdir = _statedir.prepare_state_dir(read_env().home, state_dir())
+    auth.set_instance_secret(_secret.create_file(sdir))  # a new instance, a new secret
     read_fd, write_fd = os.pipe()
     # The admin token travels in the environment, not on command lines others can read.
     env = dict(os.environ)
@@ -201,7 +206,9 @@ def _ray_attach(http_options: HTTPOptions, ray_address: str, *, create: bool) ->
         if token:  # in the environment, not on command lines others can read
             controller_env["SERVAL_ADMIN_TOKEN"] = token
         options = http_options.model_dump_json(exclude={"admin_token"})
+        _ray_cluster.load_secret(namespace, create=True)
         actor = _ray_cluster.start_controller(namespace, options, controller_env)
+    auth.set_instance_secret(_ray_cluster.load_secret(namespace, create=False))
     report = _ray_cluster.controller_info(actor)
     _ray_session = (namespace, not was_connected)
     if not report.get("ok"):

@@ -6,6 +6,10 @@ import os
 import tempfile
 from dataclasses import dataclass
 
+# The descriptor of a pipe holding the instance secret (a number, never the secret):
+# set by the parent of a replica, proxy or controller (serval/_secret.py).
+SECRET_FD_VAR = "SERVAL_SECRET_FD"
+
 
 @dataclass(frozen=True)
 class Env:
@@ -23,11 +27,19 @@ class Env:
     tracing: str  # the instance's tracing_config as JSON ("" when off)
 
 
+def default_home() -> str:
+    """``$XDG_RUNTIME_DIR/serval`` (per user, private, cleaned at logout) when the
+    session has one, else ``/tmp/serval-$UID`` (checked for its owner: see _statedir)."""
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR", "")
+    if runtime_dir and os.path.isabs(runtime_dir):
+        return os.path.join(runtime_dir, "serval")
+    return os.path.join(tempfile.gettempdir(), f"serval-{os.getuid()}")
+
+
 def read_env() -> Env:
     """Read the environment now (tests change it between instances)."""
-    default_home = os.path.join(tempfile.gettempdir(), f"serval-{os.getuid()}")
     return Env(
-        home=os.environ.get("SERVAL_HOME", default_home),
+        home=os.environ.get("SERVAL_HOME") or default_home(),
         namespace=os.environ.get("SERVAL_NAMESPACE", "default"),
         log_level=os.environ.get("SERVAL_LOG_LEVEL", "INFO").upper(),
         runtime=os.environ.get("SERVAL_RUNTIME", "local"),
@@ -52,3 +64,10 @@ def _top_models(text: str, default: int) -> int:
     if value < 0:
         raise ValueError(f"SERVAL_METRICS_TOP_MODELS={text!r}: expected an integer >= 0")
     return value
+
+
+def take_secret_fd() -> int:
+    """The secret pipe our parent gave us (-1: none); removed from the environment, so
+    that processes this one starts do not inherit a stale descriptor number."""
+    value = os.environ.pop(SECRET_FD_VAR, "")
+    return int(value) if value.isdigit() else -1

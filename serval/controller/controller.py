@@ -25,6 +25,7 @@ from serval.exceptions import ConfigError, DeploymentFailedError, NotFoundError,
 from serval.observability.scrape import answer_controller as answer_metrics
 from serval.observability.scrape import install_controller as install_controller_metrics
 from serval.runtime.base import Runtime
+from serval.transport import auth
 from serval.transport.codec import error_reply
 from serval.transport.connection import Connection
 from serval.transport.messages import (
@@ -172,7 +173,7 @@ class Controller:
             DeleteApps: lambda m: self.delete(m.names, m.wait),
             GetStatus: lambda m: self.status(),
             ListDeployments: lambda m: self.list_deployments(),
-            GetInfo: lambda m: self.info,
+            GetInfo: lambda m: {**self.info, "rejected_peers": auth.rejected_peers_total()},
             Shutdown: lambda m: self.shutdown(),
             SetCanary: lambda m: self.set_canary(m.app, m.canary_app, m.config),
             EndCanary: lambda m: self.end_canary(m.app, m.promote),

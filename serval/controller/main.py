@@ -23,6 +23,7 @@ import signal
 import time
 from typing import Any
 
+from serval import _secret
 from serval._lifeline import run_loop, watch_lifeline
 from serval.config import HTTPOptions
 from serval.controller.checkpoint import Checkpointer
@@ -51,6 +52,7 @@ async def _already_running(address: str) -> bool:
 async def amain(args: argparse.Namespace, report: Any) -> None:
     options = HTTPOptions.model_validate(json.loads(args.http_options))
     on_ray = args.runtime == "ray"
+    _secret.load(args.state_dir)  # from our Ray host, else the state directory's file
     if not on_ray and await _already_running(args.address):
         raise ServalError(f"a serval controller is already running at {args.address}")
     runtime_options: dict[str, Any] = {"address": args.ray_address or None}

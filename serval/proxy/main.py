@@ -15,7 +15,7 @@ import socket
 
 import uvicorn
 
-from serval import _process
+from serval import _process, _secret
 from serval._lifeline import run_loop, watch_lifeline
 from serval.config import HTTPOptions
 from serval.observability import tracing
@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--options", default="{}")
     args = parser.parse_args(argv)
     setup_logging(args.name, file_stem=args.name.replace(" ", "_").replace("/", "_"))
+    _secret.load()  # from the controller (or our Ray host), over a pipe
     tracing.setup("proxy")
     options = HTTPOptions.model_validate_json(args.options)
     run_loop(serve(args.fd, args.name, args.controller, options))

@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 
+from serval import _secret
 from serval._lifeline import run_loop, watch_lifeline
 from serval.observability import tracing
 from serval.observability.logs import setup_logging
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     address, replica_id = args[0], args[1]
     setup_logging(f"replica {replica_id}", file_stem=f"replica_{replica_id}")
+    _secret.load()  # from the controller (or our Ray host), over a pipe
     tracing.setup(f"replica-{replica_id}")
     run_loop(serve(address, replica_id))
     logging.shutdown()

@@ -19,7 +19,9 @@ from serval.runtime._ray_hosts import (
     CONTROLLER_NAME,
     PROXY_PREFIX,
     REPLICA_PREFIX,
+    SECRET_KEY,
     ControllerHost,
+    instance_secret,
     kv_namespace,
 )
 
@@ -114,6 +116,21 @@ def find_controller(namespace: str) -> Any | None:
         return None
 
 
+def load_secret(namespace: str, *, create: bool) -> bytes:
+    """The instance secret of the serval in ``namespace`` (with ``create``, a new one
+    unless it has one already), kept in Ray's KV: readable by whoever may use the
+    cluster, never by the network at large."""
+    from ray.experimental import internal_kv
+
+    from serval.transport import auth
+
+    if create:
+        internal_kv._internal_kv_put(
+            SECRET_KEY, auth.new_secret(), overwrite=False, namespace=kv_namespace(namespace)
+        )
+    return instance_secret(namespace)
+
+
 def start_controller(namespace: str, http_options: str, env: dict[str, str]) -> Any:
     """The controller actor of ``namespace``: the running one, or a new one on the head."""
     import ray
@@ -168,7 +185,7 @@ def teardown(namespace: str, *, disconnect: bool) -> None:
             except Exception:  # already gone
                 pass
     kv = kv_namespace(namespace)
-    for key in (CHECKPOINT_KEY, ADDRESS_KEY):
+    for key in (CHECKPOINT_KEY, ADDRESS_KEY, SECRET_KEY):
         internal_kv._internal_kv_del(key, namespace=kv)
     if disconnect:
         ray.shutdown()

@@ -30,6 +30,7 @@ import threading
 import time
 from typing import Any
 
+from serval import _secret, _statedir
 from serval.exceptions import ServalError
 from serval.runtime._sockets import bind_http, free_tcp_port
 
@@ -38,11 +39,41 @@ REPLICA_PREFIX = "serval-replica-"
 PROXY_PREFIX = "serval-proxy-"
 ADDRESS_KEY = b"controller_address"
 CHECKPOINT_KEY = b"checkpoint"
+SECRET_KEY = b"instance_secret"  # the handshake's secret (serval/transport/auth.py)
 RESTART_PAUSE_S = 1.0  # before a host whose controller crashed asks Ray for a new one
 
 
 def kv_namespace(ray_namespace: str) -> str:
     return f"serval:{ray_namespace}"
+
+
+def instance_secret(ray_namespace: str | None = None) -> bytes:
+    """The instance secret from Ray's KV (the driver that created serval put it there);
+    ``ray_namespace`` defaults to this actor's."""
+    import ray
+    from ray.experimental import internal_kv
+
+    namespace = ray_namespace or ray.get_runtime_context().namespace
+    secret = internal_kv._internal_kv_get(SECRET_KEY, namespace=kv_namespace(namespace))
+    if not secret:
+        raise ServalError(
+            f"the serval instance in Ray namespace {namespace!r} has no secret in Ray's KV "
+            "(created by an older serval?): serval.shutdown() and start it again"
+        )
+    return bytes(secret)
+
+
+def _spawn(
+    argv: list[str], env: dict[str, str], secret: bytes, pass_fds: tuple[int, ...] = ()
+) -> subprocess.Popen[bytes]:
+    """Start a serval process with its lifeline on stdin and the secret on a pipe."""
+    with _secret.for_child(secret) as (secret_env, secret_fd):
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            pass_fds=(*pass_fds, secret_fd),
+            env=_child_env({**env, **secret_env}),
+        )
 
 
 def _child_env(extra: dict[str, str]) -> dict[str, str]:
@@ -63,6 +94,7 @@ class ReplicaHost:
     def __init__(self, replica_id: str, env: dict[str, str]) -> None:
         self.replica_id = replica_id
         self.env = env
+        self.secret = instance_secret()
         self.proc: subprocess.Popen[bytes] | None = None
         self.address = ""
 
@@ -74,10 +106,10 @@ class ReplicaHost:
         ip: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
         self.address = f"tcp:{ip}:{free_tcp_port(ip)}"
         node_id = ray.get_runtime_context().get_node_id()
-        self.proc = subprocess.Popen(
+        self.proc = _spawn(
             [sys.executable, "-m", "serval.replica", self.address, self.replica_id],
-            stdin=subprocess.PIPE,
-            env=_child_env({**self.env, "SERVAL_NODE_ID": node_id}),
+            {**self.env, "SERVAL_NODE_ID": node_id},
+            self.secret,
         )
         return self.address
 
@@ -99,6 +131,7 @@ class ProxyHost:
         self.host = host  # "": this node's address
         self.port = port
         self.env = env
+        self.secret = instance_secret()
         self.sock: socket.socket | None = None
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -114,11 +147,11 @@ class ProxyHost:
                 return {"error": str(exc)}
         if self.proc is None or self.proc.poll() is not None:
             fd = self.sock.fileno()
-            self.proc = subprocess.Popen(
+            self.proc = _spawn(
                 [sys.executable, "-m", "serval.proxy", "--fd", str(fd), *args],
-                stdin=subprocess.PIPE,
-                pass_fds=(fd,),
-                env=_child_env(self.env),
+                self.env,
+                self.secret,
+                (fd,),
             )
         host, port = self.sock.getsockname()[:2]
         return {"pid": self.proc.pid, "url": f"http://{host}:{port}"}
@@ -144,8 +177,8 @@ class ControllerHost:
         if not address.startswith(f"tcp:{ip}:"):  # first start, or a new head node
             address = f"tcp:{ip}:{free_tcp_port(ip)}"
             internal_kv._internal_kv_put(ADDRESS_KEY, address.encode(), namespace=kv)
-        state_dir = os.path.join(tempfile.gettempdir(), f"serval-ray-{os.getuid()}", ray_namespace)
-        os.makedirs(state_dir, exist_ok=True)
+        home = os.path.join(tempfile.gettempdir(), f"serval-ray-{os.getuid()}")
+        state_dir = _statedir.prepare_state_dir(home, os.path.join(home, ray_namespace))
         read_fd, write_fd = os.pipe()
         argv = [
             *(sys.executable, "-m", "serval.controller", "--address", address),
@@ -154,9 +187,7 @@ class ControllerHost:
             *("--ray-namespace", ray_namespace, "--ready-fd", str(write_fd)),
         ]
         try:
-            self.proc = subprocess.Popen(
-                argv, stdin=subprocess.PIPE, pass_fds=(write_fd,), env=_child_env(env)
-            )
+            self.proc = _spawn(argv, env, instance_secret(ray_namespace), (write_fd,))
         finally:
             os.close(write_fd)
         try:

@@ -11,7 +11,9 @@ import os
 import sys
 from collections.abc import Sequence
 
+from serval import _secret, _statedir
 from serval.runtime.base import ProcessHandle, Runtime
+from serval.transport import auth
 from serval.transport.address import unix_address
 
 
@@ -44,8 +46,7 @@ class LocalRuntime(Runtime):
     name = "local"
 
     def __init__(self, state_dir: str, **_options: object) -> None:
-        self._sockets = os.path.join(state_dir, "r")
-        os.makedirs(self._sockets, exist_ok=True)
+        self._sockets = _statedir.ensure_private_dir(os.path.join(state_dir, "r"), tighten=True)
         self._procs: list[LocalProcess] = []
 
     async def start_replica(
@@ -81,12 +82,13 @@ class LocalRuntime(Runtime):
         env: dict[str, str],
         pass_fds: Sequence[int],
     ) -> LocalProcess:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE,
-            env={**os.environ, **env},
-            pass_fds=tuple(pass_fds),
-        )
+        with _secret.for_child(auth.instance_secret()) as (secret_env, secret_fd):
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE,
+                env={**os.environ, **env, **secret_env},
+                pass_fds=(*pass_fds, secret_fd),
+            )
         handle = LocalProcess(name, address, proc)
         self._procs = [p for p in self._procs if p.exit_code is None]
         self._procs.append(handle)
