@@ -51,6 +51,12 @@ FAMILIES: Final[dict[str, FamilySpec]] = {
     ),
     "serval_replica_ongoing_requests": FamilySpec("gauge", "Requests a replica is processing now."),
     "serval_batch_size": FamilySpec("histogram", "Sizes of the batches @serval.batch ran."),
+    # every process
+    "serval_transport_rejected_peers": FamilySpec(
+        "counter",
+        "Connections dropped because the peer failed the instance handshake "
+        "(wrong or no secret, garbage, silence); nothing they sent was decoded.",
+    ),
     # controller
     "serval_deployment_replicas": FamilySpec(
         "gauge", "Replicas of a deployment by state (STARTING, RUNNING, STOPPING)."

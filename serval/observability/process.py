@@ -26,6 +26,7 @@ from serval.observability.tables import (
     CounterTable,
     HistogramTable,
 )
+from serval.transport.auth import rejected_peers_total
 
 __all__ = [
     "BATCH_SIZES",
@@ -101,6 +102,9 @@ class ProcessMetrics:
 
 def _shared_tables() -> list[snap.Family]:
     out = []
+    rejected = rejected_peers_total()
+    if rejected:  # peers that failed the instance handshake (serval/transport/auth.py)
+        out.append(snap.counter("serval_transport_rejected_peers", (), [((), rejected)]))
     if HANDLE_CALLS.counts:
         out.append(
             snap.counter(

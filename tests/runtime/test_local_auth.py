@@ -16,6 +16,7 @@ from serval import _driver
 from serval.transport.auth import CLIENT_PROOF_BYTES, MAGIC, SERVER_HELLO_BYTES
 from serval.transport.connection import encode_frame
 from serval.transport.messages import Call
+from tests.observability._scrape import scrape
 
 
 class Marker:
@@ -79,6 +80,10 @@ def test_a_raw_call_frame_to_a_replica_or_the_controller_runs_nothing(
             assert got.startswith(MAGIC) and len(got) == SERVER_HELLO_BYTES  # no reply
     assert not os.path.exists(marker)
     assert _driver.connect()["rejected_peers"] == before + 3
+
+    rejected = scrape(serve).labels_of("serval_transport_rejected_peers_total")
+    assert len(rejected) == 2  # the replica's and the controller's
+    assert scrape(serve).value("serval_transport_rejected_peers_total") == 6
 
     # Real clients are unaffected.
     assert handle.remote(41).result() == 41
