@@ -163,34 +163,65 @@ class ClientHandshake:
 
 # -- rejected peers: counted, logged once ---------------------------------------------
 
-_rejected = 0
-_last_log = -float("inf")
-_unlogged = 0
+
+class _Rejections:
+    """Counts the peers this process rejected; logs the first at once, then at most one
+    line per ``LOG_EVERY_S`` summing up the others (a scan or a flood costs a few lines)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self._unlogged = 0
+        self._latest = ("", "")
+        self._last_log = -float("inf")
+        self._timer: asyncio.TimerHandle | None = None
+
+    def record(self, peer: str, reason: str) -> None:
+        self.total += 1
+        self._unlogged += 1
+        self._latest = (peer, reason)
+        now = time.monotonic()
+        if now - self._last_log >= LOG_EVERY_S:
+            self.flush()
+        elif self._timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop: the next rejection after the window logs
+                return
+            self._timer = loop.call_later(self._last_log + LOG_EVERY_S - now, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._unlogged:
+            return
+        peer, reason = self._latest
+        if self._unlogged == 1:
+            logger.warning(
+                "rejected a connection from %s: %s; dropped before decoding anything "
+                "(%d rejected by this process so far)",
+                *(peer, reason, self.total),
+            )
+        else:
+            logger.warning(
+                "rejected %d connections in the last %gs, the latest from %s: %s; nothing "
+                "they sent was decoded (%d rejected by this process so far)",
+                *(self._unlogged, LOG_EVERY_S, peer, reason, self.total),
+            )
+        self._unlogged = 0
+        self._last_log = time.monotonic()
+
+
+_rejections = _Rejections()
 
 
 def rejected_peers_total() -> int:
     """How many peers this process dropped because they failed the handshake."""
-    return _rejected
+    return _rejections.total
 
 
 def _record_rejection(peer: str, reason: str) -> None:
-    global _rejected, _last_log, _unlogged
-    _rejected += 1
-    now = time.monotonic()
-    if now - _last_log < LOG_EVERY_S:
-        _unlogged += 1
-        return
-    since = f"; {_unlogged} more since the last report" if _unlogged else ""
-    logger.warning(
-        "rejected a connection from %s: %s; dropped before decoding anything "
-        "(%d rejected by this process so far%s)",
-        peer,
-        reason,
-        _rejected,
-        since,
-    )
-    _last_log = now
-    _unlogged = 0
+    _rejections.record(peer, reason)
 
 
 def _describe_peer(transport: asyncio.BaseTransport) -> str:

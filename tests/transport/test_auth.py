@@ -239,16 +239,32 @@ def test_later_rejections_are_summed_up_once_a_minute(
 ) -> None:
     now = [1000.0]
     monkeypatch.setattr(auth.time, "monotonic", lambda: now[0])
-    monkeypatch.setattr(auth, "_last_log", -float("inf"))
-    monkeypatch.setattr(auth, "_unlogged", 0)
+    monkeypatch.setattr(auth, "_rejections", auth._Rejections())
     with caplog.at_level(logging.WARNING, logger="serval.transport.auth"):
-        for _ in range(5):
+        for port in range(4000, 4005):
+            auth._record_rejection(f"tcp:10.0.0.9:{port}", "wrong proof")
+        assert len(caplog.records) == 1
+        assert "from tcp:10.0.0.9:4000: wrong proof" in caplog.records[0].getMessage()
+        now[0] += auth.LOG_EVERY_S
+        auth._record_rejection("tcp:10.0.0.9:4005", "garbage")
+    assert len(caplog.records) == 2
+    summary = caplog.records[1].getMessage()
+    assert "rejected 5 connections in the last 60s, the latest from tcp:10.0.0.9:4005" in summary
+    assert "(6 rejected by this process so far)" in summary
+    assert auth.rejected_peers_total() == 6
+
+
+async def test_a_burst_is_summed_up_when_the_minute_ends(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(auth, "LOG_EVERY_S", 0.2)
+    monkeypatch.setattr(auth, "_rejections", auth._Rejections())
+    with caplog.at_level(logging.WARNING, logger="serval.transport.auth"):
+        for _ in range(3):
             auth._record_rejection("tcp:10.0.0.9:4000", "wrong proof")
         assert len(caplog.records) == 1
-        now[0] += auth.LOG_EVERY_S
-        auth._record_rejection("tcp:10.0.0.9:4001", "wrong proof")
-    assert len(caplog.records) == 2
-    assert "4 more since the last report" in caplog.records[1].getMessage()
+        await _wait(lambda: len(caplog.records) == 2)  # no further rejection needed
+    assert "rejected 2 connections" in caplog.records[1].getMessage()
 
 
 async def _listen_with_timeout(address: str, got: list[Message], timeout_s: float) -> object:
