@@ -28,7 +28,7 @@ from serval.canary import CanaryConfig, canary_app_name
 from serval.config import GRPCOptions, HTTPOptions, LoggingConfig, validated
 from serval.context import get_replica_context
 from serval.deployment import Application, Deployment
-from serval.exceptions import ConfigError, NotFoundError, ServalError
+from serval.exceptions import ConfigError, ControllerError, NotFoundError, ServalError
 from serval.handle import DeploymentHandle
 from serval.observability import tracing
 from serval.observability.tracing import TracingConfig
@@ -391,6 +391,10 @@ def shutdown() -> None:
             return
     try:
         _call(Shutdown(), timeout_s=120)
+    except ControllerError:
+        # Already stopping: a terminal's Ctrl-C reaches the controller too (its own
+        # SIGINT handler stops it), and it may close the connection before answering.
+        logger.debug("the controller went away during shutdown", exc_info=True)
     finally:
         _process.reset()
         _driver.wait_started_exit()

@@ -8,17 +8,26 @@
    prints throughput, latency, model loads and the hot-cache hit ratio.
 4. Moves ``tenant2`` to ``pool1`` at run time (``/update_dedicated_pool``) and shows
    its next answer coming from there.
+5. Keeps serving, with a trickle of requests (``--trickle`` per second) so the dashboard
+   stays live, and prints what to try: the dashboard, ``/-/metrics``, a ``curl`` for
+   ``/score``, ``serval models ls``, ``serval logs``. Ctrl-C stops everything.
+   ``--once`` stops after step 4 instead (for scripts and tests).
 
 No external services: the warm tier is a local disk directory.
 Options: ``python -m serval.apps.many_models_demo --tenants 1000 --requests 4000
---concurrency 16 --port 8000 --keep``.
+--concurrency 16 --port 8000 --trickle 2 [--once]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import secrets
+import shutil
+import sys
+import threading
 import time
 from typing import Any
 
@@ -94,7 +103,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--registry", default=os.path.join(".serval-demo", "registry"))
-    parser.add_argument("--keep", action="store_true", help="keep serving until Ctrl-C")
+    parser.add_argument("--once", action="store_true", help="stop after the burst (scripts)")
+    parser.add_argument("--keep", action="store_true", help=argparse.SUPPRESS)  # the default now
+    parser.add_argument(
+        "--trickle", type=float, default=2.0, help="requests per second while serving (0: none)"
+    )
     args = parser.parse_args(argv)
 
     registry = os.path.abspath(args.registry)
@@ -112,8 +125,10 @@ def main(argv: list[str] | None = None) -> None:
         mapping={"tenant1": "pool1"},
         max_models_per_replica=64,
     )
+    token_file = os.path.join(os.path.dirname(registry), "admin-token")
+    token = _admin_token(token_file)
     started = time.perf_counter()
-    serval.start(http_options={"port": args.port})
+    serval.start(http_options={"port": args.port, "admin_token": token})
     try:
         serval.run(build_app(config), name="many_models", route_prefix="/")
         base = f"http://127.0.0.1:{args.port}"
@@ -124,12 +139,81 @@ def main(argv: list[str] | None = None) -> None:
         elapsed = time.perf_counter() - t0
         report(trace, latencies, answers, elapsed)
         move_tenant(base)
-        if args.keep:
-            console.print(f"still serving at {base} (Ctrl-C to stop)")
-            serval.api._block_until_interrupted()
+        if not args.once:
+            keep_serving(base, args.tenants, args.trickle, token, token_file)
     finally:
-        if not args.keep:
-            serval.shutdown()
+        serval.shutdown()
+
+
+def _admin_token(path: str) -> str:
+    """The demo's admin token (the admin API and the dashboard need one), kept in a
+    private file so that ``serval models ls`` can read it without a command line."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.read().strip()
+        if len(token) >= 16:
+            return token
+    except FileNotFoundError:
+        pass
+    token = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(token + "\n")
+    return token
+
+
+def keep_serving(base: str, tenants: int, per_second: float, token: str, token_file: str) -> None:
+    """Serve until Ctrl-C, with a trickle of Zipf requests so the dashboard stays live."""
+    print_urls(base, per_second, token, token_file)
+    stop = threading.Event()
+    if per_second > 0:
+        threading.Thread(
+            target=_trickle, args=(base, tenants, per_second, stop), daemon=True
+        ).start()
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        console.print("Ctrl-C: shutting down")
+    finally:
+        stop.set()
+
+
+def _trickle(base: str, tenants: int, per_second: float, stop: threading.Event) -> None:
+    rows = sample_rows(2)
+    trace = zipf_tenants(100_000, tenants, seed=11)
+    with httpx.Client(base_url=base, timeout=30) as c:
+        for tenant in trace:
+            if stop.wait(1.0 / per_second):
+                return
+            try:
+                c.post("/score", json={"tenant": tenant, "data": rows})
+            except httpx.HTTPError:
+                pass  # shutting down
+
+
+def print_urls(base: str, per_second: float, token: str, token_file: str) -> None:
+    body = json.dumps({"tenant": "tenant7", "data": sample_rows(1)})
+    venv_bin = os.path.dirname(sys.executable)
+    cli = "serval"
+    if shutil.which("serval") != os.path.join(venv_bin, "serval"):
+        cli = os.path.relpath(os.path.join(venv_bin, "serval"))
+    moving = f"; {per_second:g} requests/s keep the figures moving" if per_second > 0 else ""
+    console.print(f"\n[bold green]serval keeps serving at {base}[/] (Ctrl-C stops it){moving}")
+    lines = [
+        ("dashboard", f"{base}/-/dashboard#token={token}"),
+        ("metrics", f"{base}/-/metrics"),
+        ("score", f"curl -s {base}/score -H 'content-type: application/json' -d '{body}'"),
+        ("models", f"SERVAL_ADMIN_TOKEN=$(cat {os.path.relpath(token_file)}) {cli} models ls"),
+        ("logs", f"{cli} logs --follow --component replica"),
+    ]
+    for name, text in lines:
+        console.print(f"  {name:<12} {text}", markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        "  (the #token part of the dashboard's address stays in your browser: it is never "
+        "sent to the server)",
+        style="dim",
+    )
 
 
 def report(trace: list[str], latencies: list[float], answers: list[Any], elapsed: float) -> None:

@@ -62,6 +62,9 @@ def setup_logging(
     formatter = _formatter(component, config)
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setFormatter(formatter)
+    # SERVAL_LOG_LEVEL (default INFO) quiets the terminal only; the file keeps log_level.
+    terminal = logging.getLevelName(read_env().log_level)
+    stderr.setLevel(max(level, terminal if isinstance(terminal, int) else logging.INFO))
     file = _open_file(config, file_stem, formatter)
     handlers: list[logging.Handler] = [stderr] if file is None else [stderr, file]
     for handler in handlers:

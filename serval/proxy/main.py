@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import signal
 import socket
 
 import uvicorn
@@ -73,6 +74,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--controller", required=True)
     parser.add_argument("--options", default="{}")
     args = parser.parse_args(argv)
+    # A terminal's Ctrl-C reaches every process of its group; the controller decides
+    # when this process stops (a drain, or its lifeline closing), not the keyboard.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     setup_logging(args.name, file_stem=args.name.replace(" ", "_").replace("/", "_"))
     _secret.load()  # from the controller (or our Ray host), over a pipe
     tracing.setup("proxy")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
 
 from serval import _secret
@@ -32,6 +33,9 @@ async def serve(address: str, replica_id: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     address, replica_id = args[0], args[1]
+    # A terminal's Ctrl-C reaches every process of its group; the controller decides
+    # when this process stops (a drain, or its lifeline closing), not the keyboard.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     setup_logging(f"replica {replica_id}", file_stem=f"replica_{replica_id}")
     _secret.load()  # from the controller (or our Ray host), over a pipe
     tracing.setup(f"replica-{replica_id}")
