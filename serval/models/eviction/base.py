@@ -77,6 +77,12 @@ class EvictionPolicy(ABC):
     def rejected(self, key: str) -> None:  # noqa: B027 - optional hook, no-op by default
         """``key`` was requested and loaded but not admitted (it still counts)."""
 
+    def set_limits(  # noqa: B027 - optional hook, no-op by default
+        self, max_entries: int | None, max_bytes: int | None
+    ) -> None:
+        """The tier's limits (``None``: none), told by its budget whenever they change: a
+        policy may weigh an entry by the share of them it takes."""
+
     @abstractmethod
     def __contains__(self, key: object) -> bool: ...
 

@@ -48,11 +48,30 @@ class Budget:
         admission: AdmissionFilter | None = None,
     ) -> None:
         self.policy = policy
-        self.max_entries = max_entries
-        self.max_bytes = max_bytes
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        policy.set_limits(max_entries, max_bytes)
         self.admission = admission
         self.sizes: dict[str, int] = {}
         self.bytes_used = 0
+
+    @property
+    def max_entries(self) -> int | None:
+        return self._max_entries
+
+    @max_entries.setter
+    def max_entries(self, value: int | None) -> None:
+        self._max_entries = value
+        self.policy.set_limits(value, self._max_bytes)
+
+    @property
+    def max_bytes(self) -> int | None:
+        return self._max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, value: int | None) -> None:
+        self._max_bytes = value
+        self.policy.set_limits(self._max_entries, value)
 
     def __contains__(self, key: object) -> bool:
         return key in self.sizes

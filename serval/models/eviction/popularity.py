@@ -1,9 +1,12 @@
-"""The default policy: keep the models most likely to be asked for, per byte.
+"""The default policy: keep the models most likely to be asked for, per byte (or slot).
 
 On a stationary workload the best any online policy can do is what the *popularity
 oracle* does (:mod:`serval.models.eviction.oracle`): keep the models of highest true
 request probability per byte and load the rest without keeping them. This policy
-estimates that probability and ranks by ``rate / size``:
+estimates that probability and ranks by ``rate / share``, where ``share`` is the part of
+the tier's limits the model takes: ``size / max_bytes`` under a byte limit,
+``1 / max_entries`` under a count limit (every model takes one slot, whatever its size),
+their sum under both:
 
 - the **rate** is the aged request count of :class:`FrequencyPolicy` (half-life
   ``half_life`` requests, remembered across evictions, so a popular model that was
@@ -59,9 +62,24 @@ class PopularityPolicy(FrequencyPolicy):
         self._last: dict[str, int] = {}  # resident key -> clock of its last request
         self._next_sweep = SWEEP_MIN
         self._next_short_prune = self.short_half_life
+        self._max_entries: int | None = None
+        self._max_bytes: int | None = None
 
     def value(self, count: float, size: int, cost: float) -> float:
-        return count * 1e6 / size  # per megabyte: readable magnitudes
+        # Rate per share of the tier: of its bytes, of its slots, or of both when both
+        # are limited (a count limit alone makes every model cost one slot, whatever
+        # its size). With no limit known, per megabyte.
+        share = 0.0
+        if self._max_bytes:
+            share += size / self._max_bytes
+        if self._max_entries:
+            share += 1.0 / self._max_entries
+        return count / share if share > 0 else count * 1e6 / size
+
+    def set_limits(self, max_entries: int | None, max_bytes: int | None) -> None:
+        if (max_entries, max_bytes) != (self._max_entries, self._max_bytes):
+            self._max_entries, self._max_bytes = max_entries, max_bytes
+            self._rebuild()  # every priority changes with the limits
 
     def insert(self, key: str, size: int, cost: float) -> None:
         super().insert(key, size, cost)
@@ -93,9 +111,11 @@ class PopularityPolicy(FrequencyPolicy):
             self._last[key] = self._clock
         short = self.short_count(key) + 1.0
         self._short[key] = (short, self._clock)
-        ratio = self.half_life / self.short_half_life
-        if short >= RISE_MIN_REQUESTS and short * ratio > RISE_FACTOR * self.count(key):
-            self._set_count(key, short * ratio)
+        # Rates, not counts: a count over the requests its half-life has weighed so far
+        # (fewer than a half-life's worth early on, when the counts are young).
+        stretch = self._window(self.half_life) / self._window(self.short_half_life)
+        if short >= RISE_MIN_REQUESTS and short * stretch > RISE_FACTOR * self.count(key):
+            self._set_count(key, short * stretch)
         if self._clock >= self._next_sweep:
             self._next_sweep = self._clock + max(SWEEP_MIN, len(self._entries))
             self._sweep_silent()
@@ -103,16 +123,21 @@ class PopularityPolicy(FrequencyPolicy):
             self._next_short_prune = self._clock + self.short_half_life
             self._short = {k: v for k, v in self._short.items() if self._alive(v)}
 
+    def _window(self, half_life: int) -> float:
+        """How many requests a count aged with ``half_life`` has weighed so far: the
+        sum of ``2 ** (-age / half_life)`` over the requests seen."""
+        return float(half_life / math.log(2) * (1.0 - 2.0 ** (-self._clock / half_life)))
+
     def _alive(self, entry: tuple[float, int]) -> bool:
         count, at = entry
         return bool(count * 2.0 ** (-(self._clock - at) / self.short_half_life) >= _SHORT_FORGET)
 
     def _sweep_silent(self) -> None:
-        per_request = math.log(2) / self.half_life  # count x this = requests per request
+        window = self._window(self.half_life)  # count / window = requests per request
         for key, last in list(self._last.items()):
             silent = self._clock - last
-            if silent > 0 and self.count(key) * per_request * silent > SILENCE:
-                self._set_count(key, 1.0 / (per_request * silent))
+            if silent > 0 and self.count(key) / window * silent > SILENCE:
+                self._set_count(key, window / silent)
 
     def _set_count(self, key: str, count: float) -> None:
         """Make ``key``'s long count ``count`` (in requests now)."""
