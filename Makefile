@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.serval-installed
 
-.PHONY: setup run test test-fast lint typecheck bench bench-env clean services
+.PHONY: setup run test test-fast faults lint typecheck bench bench-env clean services
 
 setup: $(STAMP)
 
@@ -20,6 +20,11 @@ services:
 
 test: setup services
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# The fault suite alone (tests/faults): kills, outages, overload; ends with one table of
+# requests sent, failed and lost and the recovery time of each fault.
+faults: setup services
+	$(PY) -m pytest -q -p no:cacheprovider -m faults tests/faults
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"

@@ -72,8 +72,19 @@ class DirectoryRegistry(Registry):
         ]
         versions = [v for v in versions if not v.startswith(".")]
         if not versions:
+            self._check_reachable()
             raise ModelNotFoundError(f"model {name!r} does not exist in {self.identity}")
         return sorted(versions, key=version_key)
+
+    def _check_reachable(self) -> None:
+        """A missing model is "not found" only while the registry itself is there: a
+        root that is gone (unmounted, moved, a bucket unreachable) is an outage."""
+        try:
+            there = self.fs.isdir(self.root)
+        except OSError as exc:
+            raise OSError(f"registry {self.identity} is unreachable: {exc}") from None
+        if not there:
+            raise OSError(f"registry {self.identity} is unreachable: its root does not exist")
 
     def _aliases(self, name: str) -> dict[str, str]:
         path = self._path(name, _ALIASES)
@@ -94,6 +105,7 @@ class DirectoryRegistry(Registry):
         try:
             listing = self.fs.ls(folder, detail=True)
         except FileNotFoundError:
+            self._check_reachable()
             raise ModelNotFoundError(
                 f"model {str(ref)!r} does not exist in {self.identity}"
             ) from None

@@ -98,3 +98,15 @@ def test_picked_from_a_registry_string(model_dir: Path) -> None:
     assert isinstance(registry, DirectoryRegistry)
     assert registry.identity == model_dir.as_uri()
     assert repr(registry) == f"DirectoryRegistry({model_dir.as_uri()!r})"
+
+
+async def test_a_registry_whose_root_is_gone_is_unreachable_not_a_missing_model(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    registry = DirectoryRegistry(str(model_dir))
+    model_dir.rename(tmp_path / "elsewhere")  # unmounted, moved away
+    for attempt in (registry.versions("iris"), registry.fetch(ModelRef("iris", "1"))):
+        with pytest.raises(OSError, match=f"registry {model_dir} is unreachable"):
+            await attempt
+    (tmp_path / "elsewhere").rename(model_dir)
+    assert await registry.versions("iris") == ["1", "2"]
