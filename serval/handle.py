@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from serval import _process
+from serval.context import get_request_context
 from serval.exceptions import RequestTimeoutError, ServalError
 from serval.observability import tracing
 from serval.observability.process import HANDLE_CALLS
@@ -83,7 +84,11 @@ class DeploymentHandle:
         ctx = _process.current()
         opts = self._opts
         trace = tracing.traceparent() if tracing.enabled() else ""  # the caller's context
-        coro = _assign(ctx, self.app_name, self.deployment_name, opts, args, kwargs, trace)
+        # Inside a request, the call carries its id: one id across the chain in the logs.
+        request_id = get_request_context().request_id
+        coro = _assign(
+            ctx, self.app_name, self.deployment_name, opts, args, kwargs, trace, request_id
+        )
         if opts.stream:
             return DeploymentResponseGenerator(ctx, coro)
         return DeploymentResponse(ctx, _unary(coro))
@@ -107,6 +112,7 @@ async def _assign(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     trace: str = "",
+    request_id: str = "",
 ) -> Assignment:
     if any(isinstance(a, DeploymentResponse) for a in args):
         args = tuple([await a._on_loop() if isinstance(a, DeploymentResponse) else a for a in args])
@@ -116,7 +122,12 @@ async def _assign(
             for k, v in kwargs.items()
         }
     msg = Call(
-        opts.method_name, dumps((args, kwargs)), opts.multiplexed_model_id, opts.stream, "", trace
+        opts.method_name,
+        dumps((args, kwargs)),
+        opts.multiplexed_model_id,
+        opts.stream,
+        request_id,
+        trace,
     )
     HANDLE_CALLS.inc((app, deployment, opts.method_name))
     return await ctx.router(app, deployment).assign(msg)

@@ -9,10 +9,11 @@ rate. Rates are differences between two polls, computed in the page.
 
 The data comes from the controller's status (applications, deployments, every replica's
 state) and :func:`serval.observability.summary.instance_summary` (the same per-process
-figures ``/-/metrics`` serves). With an admin token set, ``/-/dashboard/data`` needs
-``Authorization: Bearer <token>``; the page itself holds no data and asks for the token
-(or takes it from the URL fragment, ``/-/dashboard#token=...``, which browsers never
-send to the server), keeping it in the tab's session storage.
+figures ``/-/metrics`` serves; with metrics off, the heat map comes from the replicas'
+model listings, the admin API's path). With an admin token set, ``/-/dashboard/data``
+needs ``Authorization: Bearer <token>``; the page itself holds no data and asks for the
+token (or takes it from the URL fragment, ``/-/dashboard#token=...``, which browsers
+never send to the server), keeping it in the tab's session storage.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 from serval._process import ProcessContext
 from serval.exceptions import ServalError
 from serval.observability.summary import instance_summary
-from serval.proxy.admin import BearerAuth
+from serval.proxy.admin import BearerAuth, list_models
 from serval.transport.messages import GetStatus
 
 Scope = dict[str, Any]
@@ -57,6 +58,8 @@ async def dashboard_data(ctx: ProcessContext) -> dict[str, Any]:
         summary = await instance_summary(ctx)
     except ServalError as exc:  # the figures are missing, the states still show
         summary = {"error": str(exc), "routes": [], "replicas": [], "models": {}}
+    if not summary["models"].get("heat"):  # metrics off (SERVAL_METRICS=0): ask the replicas
+        summary["models"] = {**summary["models"], "heat": await _heat_from_listing(ctx)}
     figures = {(r["application"], r["deployment"], r["replica"]): r for r in summary["replicas"]}
     applications = []
     for name, app in sorted(status["applications"].items()):
@@ -105,6 +108,36 @@ async def dashboard_data(ctx: ProcessContext) -> dict[str, Any]:
         "models": summary["models"],
         "error": summary.get("error"),
     }
+
+
+async def _heat_from_listing(ctx: ProcessContext) -> list[dict[str, Any]]:
+    """The heat map from the replicas' model listings (the admin API's path): what each
+    replica holds now, with hits since the model loaded."""
+    try:
+        listing = await list_models(ctx)
+    except ServalError:
+        return []
+    heat = []
+    for key, replicas in sorted(listing.items()):
+        app, _, deployment = key.partition("/")
+        for replica, models in sorted(replicas.items()):
+            for model_id, info in sorted(models.items()):
+                loading = bool(info.get("loading"))
+                heat.append(
+                    {
+                        "model_id": model_id,
+                        "replica": replica,
+                        "application": app,
+                        "deployment": deployment,
+                        "resident": 0.0 if loading else 1.0,
+                        "loading": 1.0 if loading else 0.0,
+                        "requests": float(info.get("hits", 0)),
+                        "hits": float(info.get("hits", 0)),
+                        "bytes": float(info.get("bytes", 0)),
+                        "load_time_s": float(info.get("load_time_s", 0.0)),
+                    }
+                )
+    return heat
 
 
 class Dashboard:

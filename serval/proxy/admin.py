@@ -77,6 +77,29 @@ class _Bad(Exception):
     pass
 
 
+async def list_models(ctx: ProcessContext) -> dict[str, Any]:
+    """Which replica holds which model, with each model's hits, bytes, load time and pin:
+    ``{"app/deployment": {replica: {model id: {...}}}}`` (the admin API's listing, and the
+    dashboard's when metrics are off)."""
+    held = await ctx.controller.call(ListModels(), timeout_s=60)
+    out: dict[str, Any] = {}
+    for key, replicas in held.items():
+        app, _, deployment = key.partition("/")
+        try:
+            listing = await ctx.controller.call(
+                ModelAdmin(app, deployment, "list", []), timeout_s=60
+            )
+        except ServalError:
+            listing = {}  # gone meanwhile, or no replica answers
+        out[key] = {
+            replica: listing.get(replica)
+            if isinstance(listing.get(replica), dict) and "error" not in listing[replica]
+            else {m: {} for m in ids}
+            for replica, ids in replicas.items()
+        }
+    return out
+
+
 def build_admin_app(ctx: ProcessContext, token: str) -> Any:
     async def call(msg: Any) -> Response:
         try:
@@ -88,23 +111,7 @@ def build_admin_app(ctx: ProcessContext, token: str) -> Any:
         """``{"app/deployment": {replica: {model id: {"hits", "bytes", "pinned", ...}}}}``
         for every deployment whose replicas serve multiplexed models."""
         try:
-            held = await ctx.controller.call(ListModels(), timeout_s=60)
-            out: dict[str, Any] = {}
-            for key, replicas in held.items():
-                app, _, deployment = key.partition("/")
-                try:
-                    listing = await ctx.controller.call(
-                        ModelAdmin(app, deployment, "list", []), timeout_s=60
-                    )
-                except ServalError:
-                    listing = {}  # gone meanwhile, or no replica answers
-                out[key] = {
-                    replica: listing.get(replica)
-                    if isinstance(listing.get(replica), dict) and "error" not in listing[replica]
-                    else {m: {} for m in ids}
-                    for replica, ids in replicas.items()
-                }
-            return JSONResponse(out)
+            return JSONResponse(await list_models(ctx))
         except ServalError as exc:
             return JSONResponse({"error": str(exc)}, http_status_for(exc))
 

@@ -123,3 +123,30 @@ applications:
     assert ok.applications[0].logging_config is not None
     assert ok.applications[0].logging_config.encoding == "JSON"
     assert ok.applications[0].deployments[0].overrides()["logging_config"]["log_level"] == "DEBUG"
+
+
+@serval.deployment
+class Front:
+    def __init__(self, echo: serval.DeploymentHandle) -> None:
+        self.echo = echo
+
+    async def __call__(self, request: object) -> str:
+        return await self.echo.options(multiplexed_model_id="m7").remote(request)
+
+
+def test_handle_calls_carry_the_request_id_down_the_chain(
+    serval_home: str, client: httpx.Client
+) -> None:
+    serval.run(Front.bind(Echo.bind()), name="chain", route_prefix="/chain")
+    r = client.get("/chain", headers={"x-request-id": "chain-1"})
+    assert r.status_code == 200
+    wait_for(
+        lambda: len(_replica_lines(serval_home, "request_id=chain-1 ")) == 2,
+        what="both replicas' access lines",
+    )
+    front, echo = sorted(
+        _replica_lines(serval_home, "request_id=chain-1 "), key=lambda line: "CALL" in line
+    )
+    assert "GET /chain 200 " in front and "deployment=Front" in front
+    assert "CALL __call__ OK " in echo and "deployment=Echo" in echo
+    assert echo.rstrip().endswith("model_id=m7")

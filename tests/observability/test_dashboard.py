@@ -158,3 +158,21 @@ def test_dashboard_renders_in_chromium(secured: str, tmp_path: object) -> None:
     assert run.returncode == 0, run.stderr[-2000:]
     with open(shot, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_dashboard_with_metrics_off_lists_models_from_the_replicas(
+    serval_home: str, registry: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SERVAL_METRICS", "0")
+    base = _start(registry, None)
+
+    def resident() -> set[str]:
+        heat = _data(base).json()["models"]["heat"]
+        return {h["model_id"] for h in heat if h["resident"]}
+
+    wait_for(lambda: resident() >= set(REQUESTS), what="the listing-based heat map")
+    d = _data(base).json()
+    by_model = {h["model_id"]: h for h in d["models"]["heat"]}
+    assert by_model["tenant1"]["hits"] == 4 and by_model["tenant1"]["bytes"] > 0
+    assert by_model["tenant1"]["deployment"] == "shared"
+    assert {dep["name"] for dep in d["applications"][0]["deployments"]} == {"Dispatcher", "shared"}
