@@ -27,7 +27,7 @@ class Scorer:
     def __init__(self, registry: str, warm: str) -> None:
         serval.models.configure(registry=registry, warm=warm)
 
-    @serval.multiplexed(max_num_models_per_replica=2)
+    @serval.multiplexed(max_num_models_per_replica=2, policy="lru")  # a known victim
     async def get_model(self, model_id: str) -> Any:
         return await serval.models.load(model_id)
 
@@ -57,7 +57,7 @@ def top2(serval_home: str, http_port: int, monkeypatch: pytest.MonkeyPatch) -> I
 def test_model_counts_and_top_n(top2: str, registry: Path, tmp_path: Path) -> None:
     serval.run(Scorer.bind(str(registry), f"disk:{tmp_path / 'warm'}"), name="mm", route_prefix="/")
     with httpx.Client(base_url=top2, timeout=60) as c:
-        # a a a b b c with room for two models: 3 loads, 3 hits, 3 misses, 1 eviction
+        # a a a b b c with room for two models: 3 loads, 3 hits, 3 misses, t_a evicted
         for tenant in ("t_a", "t_a", "t_a", "t_b", "t_b", "t_c"):
             r = c.post("/", json={"data": ROWS}, headers={HEADER: tenant})
             assert r.status_code == 200, r.text
@@ -85,6 +85,9 @@ def test_model_counts_and_top_n(top2: str, registry: Path, tmp_path: Path) -> No
     }
     assert m.value("serval_model_requests_total", model_id="t_a") == 3
     assert m.value("serval_model_cache_hits_total", model_id="t_a") == 2
+    assert m.value("serval_model_evictions_total", model_id="t_a") == 1
+    assert m.value("serval_model_resident_bytes", model_id="t_a") == 0
+    assert m.value("serval_model_resident_bytes", model_id="t_b") > 0
     assert m.value("serval_model_requests_total", model_id="__other__") == 2
     assert m.value("serval_model_loads_total", model_id="__other__", outcome="success") == 1
     assert m.value("serval_model_requests_total") == 7
