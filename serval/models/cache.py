@@ -207,7 +207,7 @@ class ModelCache:
             return False
         self._budget.remove(model_id)
         self._stats.evictions += 1
-        self.per_model.count(model_id, _counters.EVICTIONS)
+        self.per_model.gone(model_id, evicted=True)
         await self._release([(model_id, entry)])
         return True
 
@@ -236,6 +236,7 @@ class ModelCache:
         self._entries.clear()
         for model_id, _ in leaving:
             self._budget.remove(model_id)
+            self.per_model.gone(model_id)
         await self._release(leaving)
 
     def loaded_model_ids(self, *, include_loading: bool = True) -> list[str]:
@@ -277,6 +278,7 @@ class ModelCache:
                 self._load(model_id, ticket), name=f"serval-load:{model_id}"
             )
             load = self._loading[model_id] = _Load(task, ticket)
+            self.per_model.loading(model_id, True)
             task.add_done_callback(functools.partial(self._load_done, model_id, load))
         elif live:
             self._slots.promote(load.ticket)
@@ -286,6 +288,7 @@ class ModelCache:
     def _load_done(self, model_id: str, load: _Load, task: asyncio.Task[Any]) -> None:
         if self._loading.get(model_id) is load:
             del self._loading[model_id]
+            self.per_model.loading(model_id, False)
         if not task.cancelled():
             task.exception()  # retrieved here: every caller may have gone away
 
@@ -362,6 +365,7 @@ class ModelCache:
         old = self._entries.pop(model_id, None)
         if old is not None:
             self._budget.remove(model_id)
+            self.per_model.gone(model_id)
         await self._insert(model_id, entry)
         if old is not None:
             await self._release([(model_id, old)])
@@ -376,7 +380,7 @@ class ModelCache:
 
     def _count_evictions(self, leaving: list[tuple[str, _Entry]]) -> None:
         for model_id, _ in leaving:
-            self.per_model.count(model_id, _counters.EVICTIONS)
+            self.per_model.gone(model_id, evicted=True)
 
     # -- room ----------------------------------------------------------------------------
 
@@ -392,6 +396,7 @@ class ModelCache:
             )
             return
         self._entries[model_id] = entry
+        self.per_model.resident(model_id, entry.size, entry.cost)
         leaving = [(v, self._entries.pop(v)) for v in decision.victims]
         self._stats.evictions += len(leaving)
         self._count_evictions(leaving)

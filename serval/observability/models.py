@@ -13,9 +13,9 @@ import operator
 import sys
 
 from serval.observability import snapshot as snap
-from serval.observability.snapshot import COLUMN, MODEL_COLUMNS
+from serval.observability.snapshot import pack_models
 
-__all__ = ["model_families", "model_rows"]
+__all__ = ["model_families", "model_table"]
 
 
 def _caches() -> list[object]:
@@ -58,31 +58,22 @@ def model_families() -> list[snap.Family]:
     ]
 
 
-def model_rows() -> dict[str, list[float]]:
-    """One row per model id this replica has counted or holds (MODEL_COLUMNS)."""
+def model_table() -> tuple[list[str], bytes]:
+    """This replica's model rows, packed (:func:`~serval.observability.snapshot.
+    pack_models`): the caches keep them in that layout, so with one cache (the common
+    case) this is a copy of its ids and one ``tobytes()``; several caches are summed."""
+    caches = _caches()
+    if len(caches) == 1:
+        counters = caches[0].per_model  # type: ignore[attr-defined]
+        return list(counters.index), counters.values.tobytes()
     rows: dict[str, list[float]] = {}
-    resident, loading = COLUMN["resident"], COLUMN["loading"]
-    size, load_time = COLUMN["bytes"], COLUMN["load_time_s"]
-    tail = [0.0] * (len(MODEL_COLUMNS) - COLUMN["resident"])  # the columns counted below
-    for cache in _caches():
-        counted: dict[str, list[int]] = cache.per_model.rows  # type: ignore[attr-defined]
-        if not rows:  # the common case, one cache: no per-column additions
-            rows = {model_id: [*counts, *tail] for model_id, counts in list(counted.items())}
-        else:
-            for model_id, counts in list(counted.items()):
-                row = rows.get(model_id)
-                if row is None:
-                    rows[model_id] = [*counts, *tail]
-                else:
-                    row[: len(counts)] = map(operator.add, row, counts)
-        for model_id, info in cache.describe().items():  # type: ignore[attr-defined]
+    for cache in caches:
+        counters = cache.per_model  # type: ignore[attr-defined]
+        for model_id in list(counters.index):
+            counts = counters.row(model_id)
             row = rows.get(model_id)
             if row is None:
-                row = rows[model_id] = [0.0] * len(MODEL_COLUMNS)
-            if info.get("loading"):
-                row[loading] = 1.0
+                rows[model_id] = counts
             else:
-                row[resident] += 1.0
-                row[size] += info.get("bytes", 0)
-                row[load_time] = info.get("load_time_s", 0.0)
-    return rows
+                row[:] = map(operator.add, row, counts)
+    return pack_models(rows)

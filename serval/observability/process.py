@@ -40,7 +40,7 @@ __all__ = [
 logger = logging.getLogger("serval.observability")
 
 Source = Callable[[], Iterable[snap.Family]]
-ModelSource = Callable[[], dict[str, list[float]]]
+ModelSource = Callable[[], tuple[list[str], bytes]]  # packed rows (snapshot.py)
 
 HANDLE_CALLS = CounterTable()  # (application, deployment, method)
 LOAD_LATENCY = HistogramTable(LOAD_BUCKETS_S)  # (tier,)
@@ -90,13 +90,13 @@ class ProcessMetrics:
             except Exception:  # a broken source must not cost the other families
                 logger.exception("metrics source %r failed", source)
         families.extend(snap.from_registry(self.registry))
-        models: dict[str, list[float]] = {}
+        ids: list[str] = []
+        values = b""
         if self._models is not None:
             try:
-                models = self._models()
+                ids, values = self._models()
             except Exception:
                 logger.exception("model metrics source failed")
-        ids, values = snap.pack_models(models)
         return snap.Snapshot(self.kind, dict(self.labels), families, ids, values)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -31,7 +32,7 @@ from serval.observability.components import (
     router_families,
 )
 from serval.observability.merge import merge, render
-from serval.observability.models import model_families, model_rows
+from serval.observability.models import model_families, model_table
 from serval.observability.process import process_metrics
 from serval.observability.snapshot import Snapshot, decode, encode
 from serval.transport.connection import Connection
@@ -80,7 +81,7 @@ def install_replica(server: Any) -> None:
     metrics.add_source("replica", lambda: replica_families(server))
     metrics.add_source("routers", lambda: router_families(_process.current().routers))
     metrics.add_source("models", model_families)
-    metrics.set_model_source(model_rows)
+    metrics.set_model_source(model_table)
 
 
 def install_controller(controller: Any) -> None:
@@ -152,6 +153,15 @@ def _decode_all(answers: list[Any]) -> list[Snapshot]:
 
 async def metrics_text(ctx: Any, top_n: int | None = None) -> bytes:
     """The whole instance's metrics in Prometheus text format (merged in a thread)."""
+    started = time.perf_counter()
     snapshots = await gather(ctx)
+    gathered = time.perf_counter()
     n = read_env().metrics_top_models if top_n is None else top_n
-    return await asyncio.to_thread(lambda: render(merge(snapshots, n)))
+    text = await asyncio.to_thread(lambda: render(merge(snapshots, n)))
+    logger.debug(
+        "scrape: %d processes gathered in %.1f ms, merged and written in %.1f ms",
+        len(snapshots),
+        1000 * (gathered - started),
+        1000 * (time.perf_counter() - gathered),
+    )
+    return text

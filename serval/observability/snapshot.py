@@ -10,6 +10,7 @@ registries into families.
 
 from __future__ import annotations
 
+import itertools
 from array import array
 from collections.abc import Iterable, Sequence
 from typing import Final
@@ -76,9 +77,7 @@ class Snapshot(msgspec.Struct, array_like=True):
 
 def pack_models(rows: dict[str, list[float]]) -> tuple[list[str], bytes]:
     """``{model id: MODEL_COLUMNS}`` as (ids, packed values) for a :class:`Snapshot`."""
-    values = array("d")
-    for row in rows.values():
-        values.extend(row)
+    values = array("d", itertools.chain.from_iterable(rows.values()))  # one loop, in C
     return list(rows), values.tobytes()
 
 
