@@ -4,8 +4,14 @@
 ``async def get_model(self, model_id)`` or :func:`serval.models.load` — and adds:
 
 - **single flight**: concurrent requests for a model that is not loaded share one load;
-- **bounded loads**: at most ``max_concurrent_loads`` at once; loads a live request waits
-  on go before background ones (prewarm, pin, refresh);
+- **loads bounded by memory**: loads overlap while the bytes being loaded (each load
+  reserves its model's last measured size, else the largest measured so far) plus the
+  bytes resident fit the budget, evicting to make room (:mod:`serval.models._slots`);
+  ``max_concurrent_loads`` is an optional extra cap; live loads beyond
+  ``max_queued_loads`` get :class:`~serval.exceptions.BackPressureError` (503); loads
+  a live request waits on go before background ones (prewarm, pin, refresh). A model
+  larger than ``max_bytes`` is a :class:`~serval.exceptions.ModelLoadError` naming
+  both sizes (remembered: it is not loaded again until evicted or refreshed);
 - **failure handling**: a failed load is retried with exponential backoff, never cached,
   and answers every waiting caller with :class:`~serval.exceptions.ModelLoadError`
   naming the model and the cause; an unknown model raises
@@ -37,7 +43,8 @@ from serval.exceptions import (
 )
 from serval.models import stats as _counters
 from serval.models._release import Reclaimer, release
-from serval.models._slots import LoadSlots, Ticket
+from serval.models._sizes import format_bytes
+from serval.models._slots import LoadSlots, SizeRecord, Ticket, machine_budget
 from serval.models.config import CacheConfig, validated
 from serval.models.eviction import Budget, make_admission, make_policy
 from serval.models.sizing import Sizer, measure
@@ -103,7 +110,13 @@ class ModelCache:
             max_bytes=self.config.max_bytes,
             admission=make_admission(self.config.admission) if self.config.admission else None,
         )
-        self._slots = LoadSlots(self.config.max_concurrent_loads)
+        self._sizes = SizeRecord()  # measured sizes, for the bytes a load reserves
+        self._slots = LoadSlots(
+            self.config.max_concurrent_loads,
+            fits=self._room_for,
+            estimate=self._sizes.estimate,
+            max_waiting=self.config.max_queued_loads,
+        )
         self._stats = TierStats()
         self.per_model = ModelCounters()  # per model id, for metrics (serval/observability)
         self._reclaimer = Reclaimer()  # gc + malloc_trim, at most once a second
@@ -153,7 +166,7 @@ class ModelCache:
             return f"error: {exc}"
         if model_id in self._entries:
             return "loaded"
-        return "not kept: larger than max_bytes, or worth less than the models it would evict"
+        return "not kept: worth less than the models it would evict"
 
     def pin(self, model_id: str) -> None:
         """Never evict ``model_id`` (it loads on first use or :meth:`prewarm`)."""
@@ -190,13 +203,8 @@ class ModelCache:
         self._budget.max_entries = self.config.max_models
         self._budget.max_bytes = self.config.max_bytes
         victims = self._budget.over_budget(protected=self._pinned)
-        leaving = [(v, self._entries.pop(v)) for v in victims if v in self._entries]
-        if leaving:
-            self._stats.evictions += len(leaving)
-            self._count_evictions(leaving)
-            task = asyncio.get_running_loop().create_task(self._release(leaving))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        self._evict_later(victims)
+        self._slots.wake()
         return victims
 
     async def evict(self, model_id: str) -> bool:
@@ -206,9 +214,11 @@ class ModelCache:
         if entry is None:
             return False
         self._budget.remove(model_id)
+        self._sizes.forget(model_id)
         self._stats.evictions += 1
         self.per_model.gone(model_id, evicted=True)
         await self._release([(model_id, entry)])
+        self._slots.wake()
         return True
 
     async def refresh(self, model_id: str) -> bool:
@@ -216,6 +226,7 @@ class ModelCache:
         the old one serves until then. Whether it was loaded (otherwise nothing to do)."""
         if model_id not in self._entries:
             return False
+        self._sizes.forget(model_id)
         task = self._refreshing.get(model_id)
         if task is None:
             task = asyncio.get_running_loop().create_task(self._refresh(model_id))
@@ -273,7 +284,10 @@ class ModelCache:
     async def _join(self, model_id: str, *, live: bool) -> Any:
         load = self._loading.get(model_id)
         if load is None:
-            ticket = Ticket(live=live)
+            known = self._sizes.get(model_id)
+            if known is not None:
+                self._refuse_if_too_large(model_id, known)
+            ticket = Ticket(live=live, nbytes=self._sizes.estimate(model_id), key=model_id)
             task = asyncio.get_running_loop().create_task(
                 self._load(model_id, ticket), name=f"serval-load:{model_id}"
             )
@@ -294,20 +308,41 @@ class ModelCache:
 
     async def _load(self, model_id: str, ticket: Ticket) -> Any:
         model, cost = await self._load_with_retries(model_id, ticket)
-        entry = _Entry(model, await self._measure(model_id, model), cost)
-        self._loaded(model_id, cost, entry)
-        logger.info("loaded model %r in %.3fs (%d bytes)", model_id, cost, entry.size)
-        await self._insert(model_id, entry)
+        try:  # the load's bytes stay reserved until the model is in the cache, or gone
+            entry = _Entry(model, await self._measure(model_id, model), cost)
+            self._loaded(model_id, cost, entry)
+            logger.info("loaded model %r in %.3fs (%d bytes)", model_id, cost, entry.size)
+            if model_id not in self._pinned:
+                self._refuse_if_too_large(model_id, entry.size, entry)
+            await self._insert(model_id, entry)
+        finally:
+            self._slots.release(ticket)
         return model
+
+    def _refuse_if_too_large(self, model_id: str, size: int, entry: _Entry | None = None) -> None:
+        limit = self.config.max_bytes
+        if limit is None or size <= limit or model_id in self._pinned:
+            return
+        self._stats.rejected += 1
+        if entry is not None:
+            entry.model = None  # not kept: the caller's reference is the last one
+        raise ModelLoadError(
+            model_id,
+            f"it takes {format_bytes(size)} ({size} bytes) in memory, more than this "
+            f"cache's whole budget max_bytes={format_bytes(limit)} ({limit} bytes): "
+            "raise max_bytes or make the model smaller",
+        )
 
     async def _load_with_retries(self, model_id: str, ticket: Ticket) -> tuple[Any, float]:
         attempts = self.config.load_retries + 1
         cause: Exception = RuntimeError("no attempt was made")
         for attempt in range(1, attempts + 1):
             await self._slots.acquire(ticket)
+            loaded = False
             try:
                 started = time.perf_counter()
                 model = await self._call_loader(model_id)
+                loaded = True  # the caller releases the slot once the model is placed
                 return model, time.perf_counter() - started
             except _AS_IS:
                 self._stats.load_failures += 1
@@ -316,7 +351,8 @@ class ModelCache:
             except Exception as exc:
                 cause = exc
             finally:
-                self._slots.release()
+                if not loaded:
+                    self._slots.release(ticket)
             if isinstance(cause, _NO_RETRY):
                 attempts = attempt
                 break
@@ -359,22 +395,27 @@ class ModelCache:
             raise ModelLoadError(model_id, f"measuring its size raised {exc!r}") from exc
 
     async def _refresh(self, model_id: str) -> bool:
-        model, cost = await self._load_with_retries(model_id, Ticket(live=False))
-        entry = _Entry(model, await self._measure(model_id, model), cost)
-        self._loaded(model_id, cost, entry)
-        old = self._entries.pop(model_id, None)
-        if old is not None:
-            self._budget.remove(model_id)
-            self.per_model.gone(model_id)
-        await self._insert(model_id, entry)
-        if old is not None:
-            await self._release([(model_id, old)])
+        ticket = Ticket(live=False, nbytes=self._sizes.estimate(model_id), key=model_id)
+        model, cost = await self._load_with_retries(model_id, ticket)
+        try:
+            entry = _Entry(model, await self._measure(model_id, model), cost)
+            self._loaded(model_id, cost, entry)
+            old = self._entries.pop(model_id, None)
+            if old is not None:
+                self._budget.remove(model_id)
+                self.per_model.gone(model_id)
+            await self._insert(model_id, entry)
+            if old is not None:
+                await self._release([(model_id, old)])
+        finally:
+            self._slots.release(ticket)
         return True
 
     def _loaded(self, model_id: str, cost: float, entry: _Entry) -> None:
         self._stats.loads += 1
         self._stats.load_time_s += cost
         self._stats.bytes_loaded += entry.size
+        self._sizes.record(model_id, entry.size)
         self.per_model.count(model_id, _counters.LOADS)
         LOAD_LATENCY.observe(("hot",), cost)
 
@@ -409,6 +450,32 @@ class ModelCache:
                 self._budget.bytes_used,
             )
         await self._release(leaving)
+
+    def _room_for(self, reserved: int) -> bool:
+        """Whether ``reserved`` bytes of loads fit beside the resident models, evicting
+        (by policy, never pinned models) what must go for them to fit."""
+        limit = self.config.max_bytes or machine_budget()
+        if self._budget.bytes_used + reserved <= limit:
+            return True
+        saved = self._budget.max_bytes
+        self._budget.max_bytes = max(0, limit - reserved)
+        try:
+            victims = self._budget.over_budget(protected=self._pinned)
+        finally:
+            self._budget.max_bytes = saved
+        if victims:
+            logger.info("evicting %d models to make room for loads", len(victims))
+            self._evict_later(victims)
+        return self._budget.bytes_used + reserved <= limit
+
+    def _evict_later(self, victims: list[str]) -> None:
+        leaving = [(v, self._entries.pop(v)) for v in victims if v in self._entries]
+        if leaving:
+            self._stats.evictions += len(leaving)
+            self._count_evictions(leaving)
+            task = asyncio.get_running_loop().create_task(self._release(leaving))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     def _over_limits(self) -> bool:
         cfg = self.config

@@ -78,7 +78,11 @@ class CacheConfig(_ModelOptions):
     max_bytes: int | None = None  # measured after load; None: no byte limit
     policy: str = "popularity"  # eviction policy: popularity, gdsf, lfu, lru or module:Class
     admission: str | None = None  # admission filter: tinylfu or module:Class
-    max_concurrent_loads: int = Field(2, ge=1)  # loads at once in this cache
+    # Loads at once in this cache: None bounds them by memory only (bytes loading plus
+    # bytes resident within max_bytes, or half the machine's memory without max_bytes).
+    max_concurrent_loads: int | None = Field(None, ge=1)
+    # Live loads waiting for memory beyond this are refused: 503 + Retry-After.
+    max_queued_loads: int | None = Field(1024, ge=1)
     load_timeout_s: float | None = Field(300.0, gt=0, allow_inf_nan=False)
     load_retries: int = Field(2, ge=0)  # extra attempts after a failed load
     retry_backoff_s: float = Field(0.5, ge=0, allow_inf_nan=False)  # doubles per attempt

@@ -158,7 +158,8 @@ def multiplexed(
     max_bytes: int | str | None = None,
     policy: str = "popularity",
     admission: str | None = None,
-    max_concurrent_loads: int = 2,
+    max_concurrent_loads: int | None = None,
+    max_queued_loads: int | None = 1024,
     load_timeout_s: float | None = 300.0,
     load_retries: int = 2,
     sizer: Sizer | None = None,
@@ -171,7 +172,8 @@ def multiplexed(
     max_bytes: int | str | None = None,
     policy: str = "popularity",
     admission: str | None = None,
-    max_concurrent_loads: int = 2,
+    max_concurrent_loads: int | None = None,
+    max_queued_loads: int | None = 1024,
     load_timeout_s: float | None = 300.0,
     load_retries: int = 2,
     sizer: Sizer | None = None,
@@ -185,8 +187,11 @@ def multiplexed(
     event loop, so they must answer at once; the fallback estimate runs in a
     thread). ``policy``: ``popularity`` (default), ``gdsf``, ``lfu`` or ``lru``;
     ``admission="tinylfu"`` keeps one-off tenants from flushing hot models. Loads:
-    ``max_concurrent_loads`` at once, ``load_timeout_s`` each, ``load_retries`` extra
-    attempts with backoff. Bad options raise
+    ``load_timeout_s`` each, ``load_retries`` extra
+    attempts with backoff. Loads overlap as long as the bytes being loaded and the bytes
+    kept fit ``max_bytes`` (half the machine's memory without it);
+    ``max_concurrent_loads`` adds a fixed cap, and live loads waiting beyond
+    ``max_queued_loads`` are refused with HTTP 503 + ``Retry-After``. Bad options raise
     :class:`~serval.exceptions.ConfigError` here.
 
     Example::
@@ -215,6 +220,7 @@ def multiplexed(
         "policy": policy,
         "admission": admission,
         "max_concurrent_loads": max_concurrent_loads,
+        "max_queued_loads": max_queued_loads,
         "load_timeout_s": load_timeout_s,
         "load_retries": load_retries,
     }

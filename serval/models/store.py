@@ -7,7 +7,9 @@
       ├─ warm.get(tenant7@3)   signed blob → verified     (tampered/unreadable → discarded)
       │    └─ deserialize      ok → return the model      (fails → discard, go on)
       ├─ registry.fetch        the model file             (cold)
-      ├─ deserialize           fails → ModelLoadError naming the model and the cause;
+      ├─ deserialize           at most one per core at once (CPU-bound; fetches that
+      │                        wait on I/O overlap freely); fails → ModelLoadError
+      │                        naming the model and the cause;
       │                        nothing is cached
       └─ warm.put, in the background, only after the model deserialized
 
@@ -21,6 +23,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -62,6 +65,7 @@ class ModelStore:
         self._cold = TierStats()
         self._puts: set[asyncio.Task[bool]] = set()
         self._served: dict[str, ModelRef] = {}  # model id -> the version last loaded for it
+        self._cores: asyncio.Semaphore | None = None  # deserializations at once: one a core
 
     @classmethod
     def from_config(cls, config: StoreConfig | dict[str, Any]) -> ModelStore:
@@ -185,8 +189,15 @@ class ModelStore:
         naming the model and the cause; both are counted."""
         try:
             yield
-        except ModelNotFoundError:
+        except ModelNotFoundError as exc:
             self._cold.misses += 1
+            # The answer names the model, not where the registry lives (its path or URL).
+            text = str(exc)
+            if self.registry.identity and self.registry.identity in text:
+                logger.info("%s", text)
+                raise ModelNotFoundError(
+                    text.replace(self.registry.identity, "the registry")
+                ) from None
             raise
         except Exception as exc:
             self._cold.load_failures += 1
@@ -197,8 +208,11 @@ class ModelStore:
             loader = loader_for(artifact.filename, self.loader)
         except ValueError as exc:
             raise ModelLoadError(model_id, f"{artifact.ref}: {exc}") from None
+        if self._cores is None:
+            self._cores = asyncio.Semaphore(os.cpu_count() or 1)
         try:
-            return await asyncio.to_thread(load_artifact, artifact, loader)
+            async with self._cores:
+                return await asyncio.to_thread(load_artifact, artifact, loader)
         except Exception as exc:
             name = getattr(loader, "__name__", repr(loader))
             raise ModelLoadError(

@@ -145,12 +145,21 @@ async def test_loads_are_bounded() -> None:
     gate = asyncio.Event()
     loader = Recorder(gate=gate)
     models = cache(loader, max_models=10, max_concurrent_loads=2)
+    first = asyncio.ensure_future(models.get("first"))  # no size known yet: runs alone
+    await asyncio.sleep(0.01)
     waiters = [asyncio.ensure_future(models.get(f"m{i}")) for i in range(6)]
     await asyncio.sleep(0.01)
-    assert loader.running == 2
+    assert loader.running == 1
+    gate.set()
+    await asyncio.gather(first, *waiters)
+    gate.clear()
+    loader.most_running = 0
+    waiters = [asyncio.ensure_future(models.get(f"n{i}")) for i in range(6)]
+    await asyncio.sleep(0.01)
+    assert loader.running == 2  # the explicit cap
     gate.set()
     await asyncio.gather(*waiters)
-    assert loader.most_running == 2 and sum(loader.calls.values()) == 6
+    assert loader.most_running == 2 and sum(loader.calls.values()) == 13
 
 
 async def test_live_loads_go_before_prewarms() -> None:
@@ -198,7 +207,10 @@ async def test_count_budget_evicts_and_closes() -> None:
 async def test_byte_budget_with_measured_sizes() -> None:
     sizes = {"small": 100, "big": 900, "huge": 5_000}
 
+    calls: Counter[str] = Counter()
+
     async def load(model_id: str) -> Model:
+        calls[model_id] += 1
         return Model(model_id)
 
     models = ModelCache(
@@ -207,10 +219,15 @@ async def test_byte_budget_with_measured_sizes() -> None:
     await models.get("small")
     await models.get("big")
     assert models.stats().bytes_used == 1_000
-    huge = await models.get("huge")  # answers its request, is not kept
-    assert huge.name == "huge" and "huge" not in models
-    assert models.stats().rejected == 1
-    assert models.loaded_model_ids() == ["big", "small"]
+    for _ in range(2):  # larger than the whole budget: a clear error, nothing evicted
+        with pytest.raises(ModelLoadError) as caught:
+            await models.get("huge")
+        assert caught.value.model_id == "huge"
+        assert "5000 bytes" in caught.value.cause and "max_bytes=1000 B" in caught.value.cause
+    assert calls["huge"] == 1  # its size is remembered: not loaded again to fail again
+    assert "huge" not in models and models.stats().rejected == 2
+    # Its load reserved the largest size seen (900), so "big" made room for it.
+    assert models.loaded_model_ids() == ["small"] and models.stats().bytes_used == 100
 
 
 async def test_a_pinned_model_is_never_evicted() -> None:
@@ -250,7 +267,7 @@ async def test_prewarm_reports_each_outcome() -> None:
     assert outcomes["warm"] == "already loaded"
     assert outcomes["new"] == "loaded"
     assert outcomes["bad"].startswith("error: model 'bad' does not exist")
-    assert outcomes["big"].startswith("not kept")
+    assert outcomes["big"].startswith("error: model 'big' failed to load: it takes 100 B")
     assert list(outcomes) == ["warm", "new", "bad", "big"]
 
 
