@@ -6,7 +6,8 @@
 - **single flight**: concurrent requests for a model that is not loaded share one load;
 - **loads bounded by memory**: loads overlap while the bytes being loaded (each load
   reserves its model's last measured size, else the largest measured so far) plus the
-  bytes resident fit the budget, evicting to make room (:mod:`serval.models._slots`);
+  bytes resident fit the budget; past it they go one at a time, as in a sequential
+  cache, so at most one model beyond the budget is ever held (:mod:`serval.models._slots`);
   ``max_concurrent_loads`` is an optional extra cap; live loads beyond
   ``max_queued_loads`` get :class:`~serval.exceptions.BackPressureError` (503); loads
   a live request waits on go before background ones (prewarm, pin, refresh). A model
@@ -452,20 +453,10 @@ class ModelCache:
         await self._release(leaving)
 
     def _room_for(self, reserved: int) -> bool:
-        """Whether ``reserved`` bytes of loads fit beside the resident models, evicting
-        (by policy, never pinned models) what must go for them to fit."""
+        """Whether ``reserved`` bytes of loads fit beside the resident models. Nothing is
+        evicted ahead of a load (the policy decides when the model is in): past the
+        budget, loads go one at a time, as in a cache that loads sequentially."""
         limit = self.config.max_bytes or machine_budget()
-        if self._budget.bytes_used + reserved <= limit:
-            return True
-        saved = self._budget.max_bytes
-        self._budget.max_bytes = max(0, limit - reserved)
-        try:
-            victims = self._budget.over_budget(protected=self._pinned)
-        finally:
-            self._budget.max_bytes = saved
-        if victims:
-            logger.info("evicting %d models to make room for loads", len(victims))
-            self._evict_later(victims)
         return self._budget.bytes_used + reserved <= limit
 
     def _evict_later(self, victims: list[str]) -> None:
