@@ -86,6 +86,10 @@ def setup_logging(
     access.propagate = False
     access.setLevel(logging.INFO)
     access.disabled = not config.enable_access_log
+    global access_file
+    access_file = None
+    if file is not None and config.enable_access_log and not config.additional_log_standard_attrs:
+        access_file = AccessFile(file, component, config.encoding == "JSON")
 
 
 def _close_ours(logger: logging.Logger) -> None:
@@ -174,6 +178,54 @@ class JSONFormatter(logging.Formatter):
 # -- the file -----------------------------------------------------------------------------
 
 
+class AccessFile:
+    """The access log's fast path: each line formatted here, as the formatters above would,
+    and written to the process's file in one call, without a LogRecord or the logging
+    machinery (a third of a hello-world replica's time otherwise). ``None`` in
+    :data:`access_file` when the line needs the full path (extra LogRecord attributes,
+    no file)."""
+
+    def __init__(self, file: RotatingFile, component: str, json_lines: bool) -> None:
+        self._file = file
+        self._component = component
+        self._pid = os.getpid()
+        self._json = json_lines
+        self._head = f" INFO ({component} pid={self._pid}) {ACCESS_LOGGER}: "
+        self._second = -1
+        self._stamp = ""
+
+    def _time(self, now: float) -> str:  # logging.Formatter's default: local, milliseconds
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+        return f"{self._stamp},{int((now - second) * 1000):03d}"
+
+    def write(self, message: str, request: dict[str, Any], fields: dict[str, Any]) -> None:
+        stamp = self._time(time.time())
+        if self._json:
+            line = json.dumps(
+                {
+                    "asctime": stamp,
+                    "levelname": "INFO",
+                    "component": self._component,
+                    "pid": self._pid,
+                    "logger": ACCESS_LOGGER,
+                    "message": message,
+                    **request,
+                    **fields,
+                },
+                default=str,
+            )
+        else:
+            line = stamp + self._head + message
+            line += "".join(f" {k}={v}" for k, v in fields.items() if v != "")
+        self._file.write_line(line, flush=False)
+
+
+access_file: AccessFile | None = None
+
+
 class RotatingFile(logging.handlers.RotatingFileHandler):
     """A rotated log file that does not flush per line (a background thread flushes every
     ``FLUSH_INTERVAL_S``; warnings and errors at once) and counts its size instead of
@@ -186,18 +238,29 @@ class RotatingFile(logging.handlers.RotatingFileHandler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            line = self.format(record) + "\n"
-            if self.stream is None:
-                self.stream = self._open()
-            if self.maxBytes > 0 and self._size and self._size + len(line) > self.maxBytes:
-                self.doRollover()
-                self._size = 0
-            self.stream.write(line)
-            self._size += len(line)
-            if record.levelno >= logging.WARNING:
-                self.stream.flush()
+            self._write(self.format(record), record.levelno >= logging.WARNING)
         except Exception:
             self.handleError(record)
+
+    def write_line(self, line: str, *, flush: bool) -> None:
+        """Append one line (the access log's fast path), under the handler's lock."""
+        with self.lock:  # type: ignore[union-attr]
+            try:
+                self._write(line, flush)
+            except OSError:
+                pass  # as logging does: a full disk must not fail requests
+
+    def _write(self, line: str, flush: bool) -> None:
+        line += "\n"
+        if self.stream is None:
+            self.stream = self._open()
+        if self.maxBytes > 0 and self._size and self._size + len(line) > self.maxBytes:
+            self.doRollover()
+            self._size = 0
+        self.stream.write(line)
+        self._size += len(line)
+        if flush:
+            self.stream.flush()
 
 
 class _Flusher:

@@ -21,6 +21,7 @@ import logging
 import time
 
 from serval.exceptions import http_status_for
+from serval.observability import logs
 from serval.observability.logs import ACCESS_LOGGER
 
 MAX_VALUE_CHARS = 200
@@ -87,25 +88,22 @@ class AccessLog:
         model_id: str,
     ) -> None:
         latency_ms = (time.perf_counter() - started) * 1000.0
-        _access.info(
-            "%s %s %s %.2fms",
-            method,
-            path,
-            status,
-            latency_ms,
-            extra={
-                "serval_access": {
-                    "method": method,
-                    "path": path,
-                    "status_code": status,
-                    "latency_ms": round(latency_ms, 3),
-                },
-                "serval_fields": {
-                    "request_id": request_id,
-                    "application": self.application,
-                    "deployment": self.deployment,
-                    "replica": self.replica,
-                    "model_id": cut(model_id, 100),
-                },
-            },
-        )
+        request = {
+            "method": method,
+            "path": path,
+            "status_code": status,
+            "latency_ms": round(latency_ms, 3),
+        }
+        fields = {
+            "request_id": request_id,
+            "application": self.application,
+            "deployment": self.deployment,
+            "replica": self.replica,
+            "model_id": cut(model_id, 100),
+        }
+        message = f"{method} {path} {status} {latency_ms:.2f}ms"
+        sink = logs.access_file
+        if sink is not None:
+            sink.write(message, request, fields)
+        else:
+            _access.info(message, extra={"serval_access": request, "serval_fields": fields})
