@@ -8,9 +8,10 @@ connections:
   (``max_ongoing_requests=5``, as in Ray Serve);
 - ``serval mor=100``: the same with ``max_ongoing_requests=100``, the documented
   throughput setting;
-- ``serval mor=100 no metrics``: the same on a second instance started with
-  ``SERVAL_METRICS=0`` (``_serval_hello.py``), so the cost of metrics on the request path
-  is measured in the same run: metrics on ÷ off at 32 connections (target >= 0.95).
+- ``metrics on`` / ``metrics off``: ``serval mor=100`` again on two more instances,
+  each in a process of its own (``_serval_hello.py``), identical but for
+  ``SERVAL_METRICS`` (1 and 0), measured side by side: the cost of metrics on the
+  request path, metrics on ÷ off req/s (target >= 0.95).
 
 It prints req/s, p50 and p99, the ratios against bare uvicorn, PASS/MISS against the
 targets (serval >= 35% of bare uvicorn's req/s at 32 connections; serval's p50 at 1
@@ -76,15 +77,18 @@ SCENARIO = "hello-world"
 BARE = "bare uvicorn"
 SERVAL = "serval"
 SERVAL_100 = "serval mor=100"
-SERVAL_NO_METRICS = "serval mor=100 no metrics"
+METRICS_ON = "metrics on"
+METRICS_OFF = "metrics off"
 RAY_SERVE = "ray serve"
 SYSTEMS: dict[str, dict[str, Any] | None] = {  # name -> deployment options (None: bare)
     BARE: None,
     SERVAL: {},
     SERVAL_100: {"max_ongoing_requests": 100},
-    SERVAL_NO_METRICS: {"max_ongoing_requests": 100},  # on an instance of its own
+    METRICS_ON: {"max_ongoing_requests": 100},  # on an instance of its own
+    METRICS_OFF: {"max_ongoing_requests": 100},  # on an instance of its own
 }
-METRICS_RATIO_TARGET = 0.95  # serval mor=100 req/s >= 95% of the no-metrics instance's
+OWN_INSTANCE = {METRICS_ON: "1", METRICS_OFF: "0"}  # system -> its SERVAL_METRICS
+METRICS_RATIO_TARGET = 0.95  # metrics on req/s >= 95% of metrics off's
 PEERS_PYTHON = Path(__file__).resolve().parent.parent / ".venv-bench" / "bin" / "python"
 RAY_SERVE_APP = Path(__file__).resolve().parent / "peers" / "ray_serve_hello.py"
 RAY_RPS_TARGET = 5.0  # serval req/s >= 5x Ray Serve's at RPS_AT connections (--runtime ray)
@@ -132,15 +136,15 @@ def _environ(**values: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def serval_without_metrics(max_ongoing_requests: int = 100) -> Iterator[str]:
-    """A second serval, started with ``SERVAL_METRICS=0`` in a process of its own
+def serval_own_instance(metrics: str, max_ongoing_requests: int = 100) -> Iterator[str]:
+    """Another serval, started with ``SERVAL_METRICS=metrics`` in a process of its own
     (``_serval_hello.py``); yields its URL once it answers."""
     home = tempfile.mkdtemp(prefix="svn", dir="/tmp")
     port = free_port()
     script = Path(__file__).resolve().parent / "_serval_hello.py"
     argv = [sys.executable, str(script), str(port), str(max_ongoing_requests)]
     try:
-        with _environ(SERVAL_HOME=home, SERVAL_METRICS="0", SERVAL_LOG_LEVEL="WARNING"):
+        with _environ(SERVAL_HOME=home, SERVAL_METRICS=metrics, SERVAL_LOG_LEVEL="WARNING"):
             server = ServerProcess(argv, port=port, start_timeout_s=60)
             server.start()
         try:
@@ -297,16 +301,14 @@ def run_benchmark(
         ray_address, peer_url = plan.ray_address, ""
         if RAY_SERVE in plan.systems:  # first: it starts the Ray cluster serval joins
             peer_url, ray_address = stack.enter_context(ray_serve_peer(ray_address, progress))
-        on_serval = any(SYSTEMS.get(s) is not None for s in plan.systems)
+        on_serval = any(SYSTEMS.get(s) is not None and s not in OWN_INSTANCE for s in plan.systems)
         app = HelloApp(
             stack.enter_context(serval_instance(plan.runtime, ray_address)) if on_serval else ""
         )
-        no_metrics_url = (
-            stack.enter_context(serval_without_metrics())
-            if SERVAL_NO_METRICS in plan.systems
-            else ""
-        )
-        fixed = {BARE: bare_url, RAY_SERVE: peer_url, SERVAL_NO_METRICS: no_metrics_url}
+        fixed = {BARE: bare_url, RAY_SERVE: peer_url}
+        for system, metrics in OWN_INSTANCE.items():
+            if system in plan.systems:
+                fixed[system] = stack.enter_context(serval_own_instance(metrics))
         for n in range(plan.rounds):
             results: list[Result] = []
             for conns in plan.concurrencies:
@@ -322,15 +324,14 @@ def run_benchmark(
 
 
 def _metrics_pair_adjacent(order: list[str], swap: bool) -> list[str]:
-    """Measure the metrics-off instance right beside ``serval mor=100`` (before it, or
-    after it when ``swap``: every other round), so that load from elsewhere drifting
-    during a run weighs on both sides of the on/off ratio alike."""
-    if SERVAL_NO_METRICS not in order or SERVAL_100 not in order:
+    """Measure metrics on and off one right after the other (off first, or on first
+    when ``swap``: every other round), so that load from elsewhere drifting during a
+    run weighs on both sides of the ratio alike."""
+    if METRICS_ON not in order or METRICS_OFF not in order:
         return order
-    rest = [s for s in order if s != SERVAL_NO_METRICS]
-    i = rest.index(SERVAL_100)
-    pair = [SERVAL_100, SERVAL_NO_METRICS] if swap else [SERVAL_NO_METRICS, SERVAL_100]
-    return [*rest[:i], *pair, *rest[i + 1 :]]
+    rest = [s for s in order if s not in OWN_INSTANCE]
+    pair = [METRICS_ON, METRICS_OFF] if swap else [METRICS_OFF, METRICS_ON]
+    return [*rest, *pair]
 
 
 # -- judging ------------------------------------------------------------------------------
@@ -374,18 +375,16 @@ def verdicts(comparisons: Sequence[Comparison]) -> list[Verdict]:
 def metrics_verdicts(results: Sequence[Result]) -> list[Verdict]:
     """serval with metrics against the same serval without them, same run."""
     out = []
-    for on in (r for r in results if r.system == SERVAL_100):
-        off = [
-            r for r in results if r.system == SERVAL_NO_METRICS and r.concurrency == on.concurrency
-        ]
+    for on in (r for r in results if r.system == METRICS_ON):
+        off = [r for r in results if r.system == METRICS_OFF and r.concurrency == on.concurrency]
         if not off or not off[0].rps:
             continue
         ratio = on.rps / off[0].rps
         conns = f"{on.concurrency} connection{'s' if on.concurrency != 1 else ''}"
         out.append(
             Verdict(
-                SERVAL_100,
-                f"req/s with metrics >= {METRICS_RATIO_TARGET:.0%} of {SERVAL_NO_METRICS} "
+                METRICS_ON,
+                f"req/s >= {METRICS_RATIO_TARGET:.0%} of {METRICS_OFF}'s (SERVAL_METRICS=0) "
                 f"at {conns}",
                 f"{ratio:.3f} ({on.rps:,.0f} vs {off[0].rps:,.0f} req/s)",
                 ratio >= METRICS_RATIO_TARGET,
@@ -460,7 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         2.0 if args.quick else args.duration,
         args.warmup,
         systems=(
-            (*(s for s in SYSTEMS if s != SERVAL_NO_METRICS), RAY_SERVE)
+            (*(s for s in SYSTEMS if s not in OWN_INSTANCE), RAY_SERVE)
             if args.runtime == "ray"
             else tuple(SYSTEMS)
         ),
@@ -499,10 +498,10 @@ def report(
     )
     print(
         "serval: default options (max_ongoing_requests=5); mor=100: max_ongoing_requests=100; "
-        "no metrics: a second instance with SERVAL_METRICS=0"
+        "metrics on/off: mor=100 on two more instances, SERVAL_METRICS=1 and 0"
     )
     print(ceiling_line(results, gen))
-    judged = verdicts([c for c in comparisons if c.system not in (RAY_SERVE, SERVAL_NO_METRICS)])
+    judged = verdicts([c for c in comparisons if c.system not in (RAY_SERVE, *OWN_INSTANCE)])
     judged += metrics_verdicts(results)
     if any(r.system == RAY_SERVE for r in results):
         against_ray = [c for c in compare(results, RAY_SERVE) if c.system != BARE]
