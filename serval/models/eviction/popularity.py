@@ -23,8 +23,9 @@ their sum under both:
   several half-lives an exponential decay of a large count takes.
 
 Load time is not weighed (pick ``gdsf`` for that): the target is the fewest loads.
-Measured by ``benchmarks/cache_policies.py`` against both oracles and GDSF, W-TinyLFU
-and plain aged counts of every half-life; the study is in the benchmark README.
+Chosen by measuring (``benchmarks/cache_policies.py``) against both oracles, beside GDSF,
+W-TinyLFU and plain aged counts of several half-lives; the study is in README.md
+("Eviction at the online limit").
 
 Cost: O(log n) per request (a heap push), plus a sweep of the resident entries every
 ``max(SWEEP_MIN, entries)`` requests (O(1) amortized) for the fall detector.
@@ -46,7 +47,8 @@ _SHORT_FORGET = 0.05  # short counts decayed below this are dropped
 
 
 class PopularityPolicy(FrequencyPolicy):
-    """Evict the entry of lowest estimated request rate per byte (module docs).
+    """Evict the entry of lowest estimated request rate per share of the tier's limits
+    (per byte under a byte limit, per slot under a count limit; module docs).
 
     Example::
 
