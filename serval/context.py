@@ -33,6 +33,15 @@ class RequestContext:
     multiplexed_model_id: str = ""
     app_name: str = ""
     route: str = ""
+    # Set when the request is cancelled; shared with the thread a sync handler runs in.
+    _cancelled: _Flag = field(default_factory=lambda: _Flag(), repr=False, compare=False)
+
+
+class _Flag:
+    __slots__ = ("is_set",)
+
+    def __init__(self) -> None:
+        self.is_set = False
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,22 @@ class ReplicaContext:
     deployment: str
     replica_id: ReplicaID
     servable_object: Any = field(default=None, repr=False)
+
+    def is_request_cancelled(self) -> bool:
+        """Whether the request being handled here was cancelled: its HTTP client went
+        away, or its caller cancelled the ``DeploymentResponse``.
+
+        An async handler is cancelled outright (``asyncio.CancelledError`` at its next
+        ``await``); a thread cannot be interrupted, so a long-running sync handler asks
+        this now and then and stops early::
+
+            def __call__(self, request):
+                for step in range(1000):
+                    if serval.get_replica_context().is_request_cancelled():
+                        return None  # nobody is waiting for the answer
+                    self.work(step)
+        """
+        return _request_context.get()._cancelled.is_set
 
     @property
     def replica_tag(self) -> str:
@@ -107,6 +132,13 @@ def get_replica_context() -> ReplicaContext:
 def _set_replica_context(ctx: ReplicaContext | None) -> None:
     global _replica_context
     _replica_context = ctx
+
+
+def _mark_cancelled() -> None:
+    """The request of this context was cancelled (called by the replica)."""
+    ctx = _request_context.get()
+    if ctx is not _EMPTY_REQUEST:
+        ctx._cancelled.is_set = True
 
 
 def _set_request_context(ctx: RequestContext) -> contextvars.Token[RequestContext]:

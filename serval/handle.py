@@ -22,7 +22,7 @@ from typing import Any
 
 from serval import _process
 from serval.context import get_request_context
-from serval.exceptions import RequestTimeoutError, ServalError
+from serval.exceptions import RequestCancelledError, RequestTimeoutError, ServalError
 from serval.observability import tracing
 from serval.observability.process import HANDLE_CALLS
 from serval.router.router import Assignment
@@ -145,12 +145,18 @@ async def _unary(assigning: Any) -> Any:
 
 
 class DeploymentResponse:
-    """The future result of ``handle.remote()``: await it, or ``.result()`` it."""
+    """The future result of ``handle.remote()``: await it, or ``.result()`` it.
+
+    ``cancel()`` stops the request (the replica's handler is cancelled); awaiting it,
+    or ``result()``, then raises :class:`~serval.exceptions.RequestCancelledError`, as
+    does a call this response was passed into.
+    """
 
     def __init__(self, ctx: _process.ProcessContext, coro: Any) -> None:
         self._ctx = ctx
         self._task: asyncio.Future[Any] | None = None
         self._cfut: concurrent.futures.Future[Any] | None = None
+        self._cancelled = False
         if ctx.on_loop():
             self._task = ctx.loop.create_task(coro)
         else:
@@ -158,14 +164,24 @@ class DeploymentResponse:
 
     async def _on_loop(self) -> Any:
         if self._task is not None:
-            return await self._task
+            return await self._wait(self._task)
         assert self._cfut is not None
-        return await asyncio.wrap_future(self._cfut)
+        return await self._wait(asyncio.wrap_future(self._cfut))
 
     def __await__(self) -> Generator[Any, None, Any]:
         if self._task is not None and self._ctx.on_loop():
-            return self._task.__await__()
-        return asyncio.wrap_future(self._concurrent()).__await__()
+            return self._wait(self._task).__await__()
+        return self._wait(asyncio.wrap_future(self._concurrent())).__await__()
+
+    async def _wait(self, fut: asyncio.Future[Any]) -> Any:
+        """``await fut``; once ``cancel()`` was called, RequestCancelledError (when the
+        awaiting task itself is cancelled, the CancelledError passes, and reaches fut)."""
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            if self._cancelled and fut.cancelled():
+                raise _cancelled() from None
+            raise
 
     def _concurrent(self) -> concurrent.futures.Future[Any]:
         if self._cfut is None:
@@ -183,12 +199,23 @@ class DeploymentResponse:
             return self._concurrent().result(timeout_s)
         except concurrent.futures.TimeoutError:
             raise RequestTimeoutError(f"no result within timeout_s={timeout_s}") from None
+        except concurrent.futures.CancelledError:
+            raise _cancelled() from None
 
     def cancel(self) -> None:
+        """Cancel the request: the replica stops its handler, its slot is freed."""
+        self._cancelled = True
         if self._task is not None:
-            self._ctx.loop.call_soon_threadsafe(self._task.cancel)
+            if self._ctx.on_loop():
+                self._task.cancel()
+            else:
+                self._ctx.loop.call_soon_threadsafe(self._task.cancel)
         if self._cfut is not None:
             self._cfut.cancel()
+
+
+def _cancelled() -> RequestCancelledError:
+    return RequestCancelledError("the request was cancelled (DeploymentResponse.cancel())")
 
 
 _END = object()
@@ -201,8 +228,11 @@ class DeploymentResponseGenerator:
         self._ctx = ctx
         self._assigning = DeploymentResponse(ctx, assigning)  # starts the call now
         self._assignment: Assignment | None = None
+        self._cancelled = False
 
     async def _next_on_loop(self) -> Any:
+        if self._cancelled:
+            raise _cancelled()
         if self._assignment is None:
             self._assignment = await self._assigning._on_loop()
             msg = self._assignment.first
@@ -239,5 +269,9 @@ class DeploymentResponseGenerator:
         return item
 
     def cancel(self) -> None:
+        """Cancel the stream: the replica stops its generator; iterating further raises
+        :class:`~serval.exceptions.RequestCancelledError`."""
+        self._cancelled = True
+        self._assigning.cancel()
         if self._assignment is not None:
             self._ctx.loop.call_soon_threadsafe(self._assignment.close)

@@ -39,6 +39,7 @@ from serval.observability.logs_access import cut
 from serval.observability.process import enabled as metrics_enabled
 from serval.observability.scrape import metrics_text
 from serval.proxy.admin import build_admin_app
+from serval.proxy.disconnect import cancel_on_disconnect
 from serval.proxy.routes import RouteTable
 from serval.proxy.split import TrafficSplit
 from serval.proxy.websocket import connect_message, forward_websocket
@@ -179,9 +180,13 @@ class ProxyApp:
             request_id,
             model_id,
         )
-        if tracing.enabled():
-            return await self._traced(route, request, scope, send)
-        return await self._dispatch(route, request, scope, send)
+        forward = self._traced if tracing.enabled() else self._dispatch
+        return await cancel_on_disconnect(
+            lambda tracked: forward(route, request, scope, tracked),
+            receive,
+            send,
+            request_id,
+        )
 
     async def _traced(self, route: Any, request: HttpRequest, scope: Scope, send: Send) -> int:
         """The request inside a span; the replica continues it (traceparent header)."""

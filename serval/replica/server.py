@@ -191,6 +191,7 @@ class ReplicaServer:
                 await send_result(result, send, scope, receive, code.iterate)
         except asyncio.CancelledError:
             status = status or 499  # the caller went away
+            ctx_mod._mark_cancelled()
             receive.disconnect()
             raise
         except json.JSONDecodeError as exc:  # `await request.json()` on a malformed body
@@ -265,6 +266,7 @@ class ReplicaServer:
                 conn.send(sid, CallResult(dumps(result)))
             ok = True
         except asyncio.CancelledError:
+            ctx_mod._mark_cancelled()
             raise
         except Exception as exc:
             log_failure(logger, exc, f"call {msg.method} ({msg.request_id})")
