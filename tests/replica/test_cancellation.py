@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -15,6 +17,7 @@ from starlette.requests import Request
 
 import serval
 from serval.exceptions import RequestCancelledError
+from tests.observability._scrape import scrape
 from tests.utils import wait_for
 
 
@@ -80,6 +83,10 @@ class Ingress:
         return await self.slow.wait.remote(request.query_params["name"])
 
 
+def queued(base: str) -> float:
+    return scrape(base).value("serval_router_queued_requests")
+
+
 def disconnect_mid_request(base: str, path: str, started: Path) -> None:
     """A raw HTTP/1.1 client that sends a request and hangs up once it is being handled."""
     host, port = base.removeprefix("http://").split(":")
@@ -139,3 +146,58 @@ async def test_awaiting_a_cancelled_response(serve: str, tmp_path: Path) -> None
     with pytest.raises(RequestCancelledError):
         await response
     await asyncio.to_thread(wait_for, (tmp_path / "e.cancelled").exists, 60)
+
+
+@serval.deployment(max_ongoing_requests=1)
+class Streams:
+    def __init__(self, marks: str) -> None:
+        self.marks = marks
+
+    async def __call__(self, request: Request) -> object:
+        name = request.query_params["name"]
+        _mark(self.marks, f"{name}.started")
+        if name.startswith("hold"):
+            await asyncio.to_thread(_released, self.marks, name)
+            return "released"
+        return self.chunks(name)
+
+    async def chunks(self, name: str) -> AsyncIterator[str]:
+        try:
+            for i in range(3600):
+                yield f"chunk {i}\n"
+                await asyncio.sleep(0.05)
+        except (asyncio.CancelledError, GeneratorExit):
+            _mark(self.marks, f"{name}.cancelled")
+            raise
+
+
+def test_a_client_that_disconnects_mid_stream_stops_the_generator(
+    serve: str, tmp_path: Path
+) -> None:
+    serval.run(Streams.bind(str(tmp_path)), name="s", route_prefix="/s")
+    host, port = serve.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(f"GET /s?name=f HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        got = b""
+        while b"chunk 2" not in got:  # the stream is flowing
+            got += sock.recv(4096)
+    wait_for((tmp_path / "f.cancelled").exists, timeout_s=60, what="the generator stopped")
+
+
+def test_a_queued_request_whose_client_left_never_runs(serve: str, tmp_path: Path) -> None:
+    serval.run(Streams.bind(str(tmp_path)), name="s", route_prefix="/s")
+    with ThreadPoolExecutor(1) as pool:
+        holding = pool.submit(httpx.get, f"{serve}/s?name=hold1", timeout=60)
+        wait_for((tmp_path / "hold1.started").exists, timeout_s=60, what="the slot taken")
+        # This one waits in the router's queue (max_ongoing_requests=1) when it hangs up.
+        host, port = serve.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(f"GET /s?name=g HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            wait_for(lambda: queued(serve) == 1, timeout_s=60, what="the request queued")
+        wait_for(lambda: queued(serve) == 0, timeout_s=60, what="the queue emptied")
+        (tmp_path / "hold1.release").touch()
+        assert holding.result().text == "released"
+    # The next request runs, the abandoned one never did.
+    (tmp_path / "hold2.release").touch()
+    assert httpx.get(f"{serve}/s?name=hold2", timeout=60).text == "released"
+    assert not (tmp_path / "g.started").exists()
