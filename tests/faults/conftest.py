@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -28,12 +28,18 @@ class FaultRecord:
     recovery_s: float | None = None
     outcome: str = "?"
     _fault_at: float | None = None
+    _traffic: list[Traffic] = field(default_factory=list)
 
     def add(self, traffic: Traffic) -> None:
-        """Count a finished Traffic's requests into the figures."""
-        self.sent += traffic.sent
-        self.failed += len(traffic.failed)
-        self.lost += len(traffic.lost)
+        """Count ``traffic``'s requests into the figures (when the test ends, passed
+        or not)."""
+        self._traffic.append(traffic)
+
+    def _count(self) -> None:
+        for traffic in self._traffic:
+            self.sent += traffic.sent
+            self.failed += len(traffic.failed)
+            self.lost += len(traffic.lost)
 
     def inject(self, fault: str) -> float:
         """Say which fault the test injects, now; returns the time it happened."""
@@ -52,6 +58,7 @@ class FaultRecord:
 def fault_report(request: pytest.FixtureRequest) -> Iterator[FaultRecord]:
     record = FaultRecord(test=request.node.name.removeprefix("test_"))
     yield record
+    record._count()
     record.outcome = request.node.stash.get(_OUTCOME, "?")
     request.config.stash.setdefault(_RECORDS, []).append(record)
 

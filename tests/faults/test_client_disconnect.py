@@ -45,6 +45,7 @@ def test_client_disconnect(serve: str, tmp_path: Path, fault_report: FaultRecord
     serval.run(Waits.bind(str(tmp_path)), name="w", route_prefix="/w")
     host, port = serve.removeprefix("http://").split(":")
     with Traffic(f"{serve}/w", threads=2) as traffic:
+        fault_report.add(traffic)
         traffic.wait_ok(50)
         fault_report.inject(f"{HANGUPS} clients hang up mid-request")
         for i in range(HANGUPS):
@@ -59,6 +60,5 @@ def test_client_disconnect(serve: str, tmp_path: Path, fault_report: FaultRecord
         )
         fault_report.recovery_s = time.monotonic() - hung_up  # the last hang-up: its handler
         traffic.wait_ok(50)
-    fault_report.add(traffic)
     fault_report.sent += HANGUPS
     assert (len(traffic.failed), len(traffic.lost)) == (0, 0), traffic.summary()

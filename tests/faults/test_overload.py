@@ -23,13 +23,13 @@ async def slow(request: Request) -> dict[str, str]:
 
 def test_overload(serve: str, fault_report: FaultRecord) -> None:
     serval.run(slow.bind(), name="slow", route_prefix="/slow")
-    fault_report.inject("16 clients on 1 slot + 2 queued")
+    fault_report.inject("16 clients, 1 slot + 2 queued: 503 expected")
     # 16 clients, one request at a time each, against 1 slot and 2 queue places.
     with Traffic(f"{serve}/slow", threads=16, timeout_s=60) as traffic:
+        fault_report.add(traffic)
         traffic.wait_ok(20)
         while len(traffic.failed) < 50:
             traffic.wait_ok(1)
-    fault_report.add(traffic)
     assert traffic.lost == [], traffic.summary()  # nothing hung, nothing broke
     for outcome in traffic.failed:
         assert outcome.status == 503, outcome.detail

@@ -50,6 +50,7 @@ def test_proxy_kill(serve: str, fault_report: FaultRecord) -> None:
     serval.run(Who.bind(), name="who", route_prefix="/who")
     (victim,) = _proxies()
     with Traffic(f"{serve}/who", threads=THREADS) as traffic:
+        fault_report.add(traffic)
         traffic.wait_ok(100)
         fault_report.inject("kill -9 proxy")
         victim.send_signal(signal.SIGKILL)
@@ -61,7 +62,6 @@ def test_proxy_kill(serve: str, fault_report: FaultRecord) -> None:
         fault_report.recovered()
         after = len(traffic.ok)
         traffic.wait_ok(100)
-    fault_report.add(traffic)
     # Only the requests in flight in the killed proxy die with it: at most one per
     # client thread (each has one request out at a time), plus one per thread whose
     # kept-alive connection broke as it sent the next one.
@@ -77,6 +77,7 @@ def test_proxy_kill(serve: str, fault_report: FaultRecord) -> None:
 def test_replica_kill(serve: str, fault_report: FaultRecord) -> None:
     serval.run(Who.bind(), name="who", route_prefix="/who")
     with Traffic(f"{serve}/who", threads=THREADS) as traffic:
+        fault_report.add(traffic)
         traffic.wait_ok(100)
         victim = traffic.ok[-1].body["pid"]
         fault_report.inject("kill -9 replica")
@@ -88,7 +89,6 @@ def test_replica_kill(serve: str, fault_report: FaultRecord) -> None:
 
         wait_for(replaced, timeout_s=60, what="a replacement replica serving")
         fault_report.recovered()
-    fault_report.add(traffic)
     # A request on the dead replica is retried on the other one: nothing fails.
     assert (len(traffic.failed), len(traffic.lost)) == (0, 0), traffic.summary()
     replicas = serval.status().applications["who"].deployments["Who"].replica_states

@@ -73,6 +73,7 @@ def test_raw_peers(serve: str, serval_home: str, fault_report: FaultRecord) -> N
     before = scrape(serve).value("serval_transport_rejected_peers_total")
     sent = 0
     with Traffic(f"{serve}/echo", threads=2) as traffic:
+        fault_report.add(traffic)
         traffic.wait_ok(50)
         fault_report.inject("raw peers: pickled Call frames, garbage")
         for _ in range(ROUNDS):
@@ -83,7 +84,6 @@ def test_raw_peers(serve: str, serval_home: str, fault_report: FaultRecord) -> N
                         sent += 1
                         assert len(got) <= SERVER_HELLO_BYTES  # the greeting, no reply
         traffic.wait_ok(50)
-    fault_report.add(traffic)
     fault_report.fault = f"{sent} raw peers: pickled Call frames, garbage"
     assert not os.path.exists(marker), "a raw peer's payload was unpickled"
     rejected = scrape(serve).value("serval_transport_rejected_peers_total") - before

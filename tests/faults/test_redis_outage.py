@@ -73,6 +73,7 @@ def test_redis_outage(
     )
     request = scoring(f"{serve}/s", ["a@1", "b@1"])
     with Traffic(f"{serve}/s", threads=2, request=request) as traffic:
+        fault_report.add(traffic)
         wait_for(lambda: tier_stats("s")["warm"]["hits"] >= 5, timeout_s=60, what="warm hits")
         fault_report.inject("redis-server kill -9, restart")
         own_redis.kill()
@@ -89,6 +90,5 @@ def test_redis_outage(
         wait_for(used_again, timeout_s=60, what="the warm tier used again")
         fault_report.recovered()
         traffic.wait_ok(20)
-    fault_report.add(traffic)
     assert (len(traffic.failed), len(traffic.lost)) == (0, 0), traffic.summary()
     assert tier_stats("s")["warm"]["outages"] == 1

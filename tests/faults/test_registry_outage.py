@@ -45,6 +45,7 @@ def test_registry_outage(serve: str, tmp_path: Path, fault_report: FaultRecord) 
         return httpx.post(f"{serve}/s", json={"data": ROWS}, headers={HEADER: model_id}, timeout=60)
 
     with Traffic(f"{serve}/s", threads=2, request=scoring(f"{serve}/s", ["hot@1"])) as traffic:
+        fault_report.add(traffic)
         traffic.wait_ok(20)
         fault_report.inject("registry directory moved away")
         registry.rename(tmp_path / "moved")
@@ -57,7 +58,6 @@ def test_registry_outage(serve: str, tmp_path: Path, fault_report: FaultRecord) 
         wait_for(lambda: score("cold@1").status_code == 200, timeout_s=60, what="cold@1 loading")
         fault_report.recovered()
         traffic.wait_ok(20)
-    fault_report.add(traffic)
     assert (len(traffic.failed), len(traffic.lost)) == (0, 0), traffic.summary()
     hot = tier_stats("s")["hot"]
     assert hot["load_failures"] == 2 and hot["entries"] == 2

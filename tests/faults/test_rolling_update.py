@@ -27,6 +27,7 @@ class Versioned:
 def test_rolling_update(serve: str, fault_report: FaultRecord) -> None:
     serval.run(Versioned.bind("v1"), name="v", route_prefix="/v")
     with Traffic(f"{serve}/v", threads=4) as traffic:
+        fault_report.add(traffic)
         traffic.wait_ok(100)
         fault_report.inject("rolling update v1 -> v2")
         serval.run(Versioned.bind("v2"), name="v", route_prefix="/v")  # returns when rolled
@@ -38,7 +39,6 @@ def test_rolling_update(serve: str, fault_report: FaultRecord) -> None:
             traffic.wait_ok(10)
         fault_report.recovered()
         traffic.wait_ok(50)
-    fault_report.add(traffic)
     assert (len(traffic.failed), len(traffic.lost)) == (0, 0), traffic.summary()
     versions = [o.body["version"] for o in traffic.ok]
     assert versions[0] == "v1" and versions[-1] == "v2"
