@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.serval-installed
 
-.PHONY: setup run test test-fast faults lint typecheck bench bench-env clean services
+.PHONY: setup run test test-fast faults lint typecheck bench bench-env clean services oip-proto
 
 setup: $(STAMP)
 
@@ -51,3 +51,14 @@ bench: bench-env
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
+
+# The OIP v2 gRPC stubs (committed): protobuf 6.31 gencode (readable by protobuf 6.31+ and
+# 7), in a private descriptor pool so tritonclient.grpc's 'inference' messages can share
+# a process with them.
+oip-proto:
+	$(PY) -m pip install --target .oip-grpc-tools 'grpcio-tools>=1.71,<1.76' 'protobuf>=6.31,<7'
+	PYTHONPATH=.oip-grpc-tools $(PY) -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. \
+		serval/protocols/oip/grpc_predict_v2.proto
+	sed -i 's/_descriptor_pool.Default().AddSerializedFile/_descriptor_pool.DescriptorPool().AddSerializedFile/' \
+		serval/protocols/oip/grpc_predict_v2_pb2.py
+	rm -rf .oip-grpc-tools

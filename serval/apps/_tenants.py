@@ -73,6 +73,17 @@ class TenantModel:
         result: np.ndarray = self.estimator.predict(x + 0.0 * float(self.table[0]))
         return result
 
+    n_features_in_ = 4  # scikit-learn's attributes: OIP metadata reads them
+
+    @property
+    def classes_(self) -> np.ndarray:
+        classes: np.ndarray = self.estimator.classes_
+        return classes
+
+    def predict_proba(self, rows: object) -> np.ndarray:
+        result: np.ndarray = self.estimator.predict_proba(np.asarray(rows, dtype=float))
+        return result
+
     def __serval_nbytes__(self) -> int:
         return int(self.table.nbytes) + 4096
 

@@ -31,13 +31,15 @@ from typing import Any
 import pydantic
 from pydantic import Field
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 import serval
 from serval.config import _Options, validated
 from serval.deployment import Application
 from serval.exceptions import BadRequestError, ConfigError, ServalError, http_status_for
 from serval.handle import DeploymentHandle
+from serval.protocols.oip import OIPFrontend, OIPModels, OIPRest
+from serval.protocols.oip.grpc import OIPGrpcMethods
 
 SHARED = "shared"
 
@@ -58,8 +60,9 @@ class ManyModelsConfig(_Options):
 
 
 @serval.deployment(graceful_shutdown_wait_loop_s=0.5)
-class Scorer:
-    """One pool: replicas that load tenant models on demand and keep the hot ones."""
+class Scorer(OIPModels):
+    """One pool: replicas that load tenant models on demand and keep the hot ones
+    (and answer OIP v2 calls on them: :class:`~serval.protocols.oip.OIPModels`)."""
 
     def __init__(self, pool: str, config: ManyModelsConfig) -> None:
         import serval.models
@@ -104,8 +107,9 @@ class Scorer:
 
 
 @serval.deployment(graceful_shutdown_wait_loop_s=0.5)
-class Dispatcher:
-    """The ingress: validates, picks the tenant's pool, forwards with the model id."""
+class Dispatcher(OIPGrpcMethods):
+    """The ingress: validates, picks the tenant's pool, forwards with the model id
+    (for ``/score``, OIP REST ``/v2/...`` and, through the proxy, OIP gRPC)."""
 
     def __init__(self, pools: dict[str, DeploymentHandle], shared: DeploymentHandle) -> None:
         self.pools = pools
@@ -113,6 +117,12 @@ class Dispatcher:
         self.mapping: dict[str, str] = {}
         self.canaries: dict[str, ModelCanary] = {}
         self._random = random.Random()
+        # OIP v2 (/v2/...): model name -> the tenant's pool, version -> tenant@version.
+        self.oip_frontend = OIPFrontend(lambda n: self._handle(self.pool_of(n)), self._oip_id)
+        self.oip = OIPRest(self.oip_frontend)
+
+    def _oip_id(self, name: str, version: str | None) -> str:
+        return f"{name}@{version}" if version else self.model_id_of(name)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         """``{"mapping": {tenant or pattern: pool}, "model_canaries": {tenant: {...}}}``;
@@ -145,7 +155,9 @@ class Dispatcher:
     def _handle(self, pool: str) -> DeploymentHandle:
         return self.shared if pool == SHARED else self.pools[pool]
 
-    async def __call__(self, request: Request) -> JSONResponse:
+    async def __call__(self, request: Request) -> Response:
+        if "/v2" in request.url.path and self.oip.matches(request.url.path):
+            return await self.oip(request)
         path = request.url.path.rstrip("/").rsplit("/", 1)[-1]
         try:
             if request.method == "POST" and path == "score":
@@ -167,7 +179,8 @@ class Dispatcher:
         return JSONResponse(
             {
                 "error": f"no route {request.method} {request.url.path}; try "
-                "POST /score, POST /update_dedicated_pool, POST /model_canary, GET /pools"
+                "POST /score, POST /update_dedicated_pool, POST /model_canary, GET /pools, "
+                "/v2/... (Open Inference Protocol)"
             },
             404,
         )

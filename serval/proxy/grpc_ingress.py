@@ -33,6 +33,7 @@ from serval._import import import_attr
 from serval.config import GRPCOptions
 from serval.exceptions import (
     BackPressureError,
+    BadRequestError,
     ConfigError,
     NotFoundError,
     ReplicaError,
@@ -194,6 +195,8 @@ async def _abort(context: Any, exc: BaseException, method: RpcMethod) -> None:
     where = f"{method.service}/{method.name}"
     if isinstance(exc, NotFoundError):
         await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+    elif isinstance(exc, BadRequestError):
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
     elif isinstance(exc, BackPressureError):
         context.set_trailing_metadata((("retry-after", str(max(1, round(exc.retry_after_s)))),))
         await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))

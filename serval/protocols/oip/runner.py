@@ -1,0 +1,100 @@
+"""Running a model on OIP tensors, in the replica that holds it.
+
+:func:`run` checks the inputs against the model's metadata (names, datatypes, shapes;
+errors name the input and what was expected), feeds them to the model the way its
+framework wants (scikit-learn ``predict``/``predict_proba``, an onnxruntime session, a
+TorchScript module) and returns the requested outputs as tensors of their declared
+datatypes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from serval.protocols.oip.errors import InvalidTensorError, UnknownOutputError
+from serval.protocols.oip.metadata import ModelMetadata, TensorSpec, _is_torch
+from serval.protocols.oip.tensors import DATATYPES, Tensor
+
+__all__ = ["check_inputs", "run", "select_outputs"]
+
+
+def check_inputs(meta: ModelMetadata, inputs: list[Tensor]) -> list[Tensor]:
+    """``inputs`` in the order the model declares them, each checked against its spec."""
+    given = {t.name: t for t in inputs}
+    declared = [s.name for s in meta.inputs]
+    for name in given:
+        if name not in declared:
+            raise InvalidTensorError(f"unknown input {name!r}: the model takes {declared}")
+    ordered = []
+    for spec in meta.inputs:
+        tensor = given.get(spec.name)
+        if tensor is None:
+            raise InvalidTensorError(f"missing input {spec.name!r}: the model takes {declared}")
+        spec.check(tensor)
+        ordered.append(tensor)
+    return ordered
+
+
+def select_outputs(meta: ModelMetadata, requested: list[str] | None) -> list[TensorSpec]:
+    """The outputs to compute: the requested ones (each must exist), else all."""
+    by_name = {s.name: s for s in meta.outputs}
+    if not requested:
+        return list(meta.outputs)
+    for name in requested:
+        if name not in by_name:
+            raise UnknownOutputError(
+                f"unknown output {name!r}: the model's outputs are {list(by_name)}"
+            )
+    return [by_name[n] for n in requested]
+
+
+def run(
+    model: Any, meta: ModelMetadata, inputs: list[Tensor], requested: list[str] | None = None
+) -> list[Tensor]:
+    """The model's outputs for ``inputs`` (see the module docs)."""
+    from serval.models.loaders import OnnxModel
+
+    ordered = check_inputs(meta, inputs)
+    wanted = select_outputs(meta, requested)
+    try:
+        if isinstance(model, OnnxModel):
+            feeds = {t.name: t.data for t in ordered}
+            values = model.session.run([s.name for s in wanted], feeds)
+        elif _is_torch(model):
+            values = _torch(model, meta, ordered, wanted)
+        else:
+            values = [_sklearn(model, ordered[0].data, s.name) for s in wanted]
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise InvalidTensorError(
+            f"inputs {[t.name for t in ordered]} do not fit the model: {exc}"
+        ) from None
+    return [_as_tensor(spec, value) for spec, value in zip(wanted, values, strict=True)]
+
+
+def _sklearn(model: Any, x: np.ndarray, output: str) -> Any:
+    if output == "predict_proba":
+        return model.predict_proba(x)
+    return model.predict(x)
+
+
+def _torch(model: Any, meta: ModelMetadata, inputs: list[Tensor], wanted: list[TensorSpec]) -> Any:
+    import torch
+
+    with torch.inference_mode():
+        result = model(*[torch.from_numpy(np.array(t.data)) for t in inputs])
+    results = list(result) if isinstance(result, tuple | list) else [result]
+    by_name = {spec.name: r for spec, r in zip(meta.outputs, results, strict=False)}
+    return [by_name[s.name].detach().cpu().numpy() for s in wanted]
+
+
+def _as_tensor(spec: TensorSpec, value: Any) -> Tensor:
+    arr = np.asarray(value)
+    if spec.datatype == "BYTES":
+        arr = np.array(
+            [v if isinstance(v, bytes) else str(v).encode() for v in arr.reshape(-1)], dtype=object
+        ).reshape(arr.shape)
+    else:
+        arr = arr.astype(DATATYPES[spec.datatype], copy=False)
+    return Tensor(spec.name, spec.datatype, [int(d) for d in arr.shape], arr)

@@ -1,0 +1,88 @@
+"""OIP v2 gRPC with the stock ``tritonclient.grpc``, unchanged, against real processes
+(the proxy's gRPC port, routed to the many-models app like REST)."""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Any
+
+import grpc
+import joblib
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from serval.apps._tenants import as_model, sample_rows
+from tests.protocols.oip.conftest import Served
+
+ROWS = np.asarray(sample_rows(4), dtype=np.float64)
+
+
+@pytest.fixture(scope="module")
+def client(served: Served) -> grpcclient.InferenceServerClient:
+    return grpcclient.InferenceServerClient(url=served.grpc)
+
+
+def _input(name: str, array: np.ndarray, datatype: str) -> grpcclient.InferInput:
+    tensor = grpcclient.InferInput(name, list(array.shape), datatype)
+    tensor.set_data_from_numpy(array)
+    return tensor
+
+
+def _error(call: Any) -> InferenceServerException:
+    with pytest.raises(InferenceServerException) as info:
+        call()
+    return info.value
+
+
+def test_live_ready_metadata(client: grpcclient.InferenceServerClient) -> None:
+    assert client.is_server_live()
+    assert client.is_server_ready()
+    assert client.is_model_ready("tenant2")
+    assert client.is_model_ready("iris", "production")
+    meta = client.get_model_metadata("tenant2", as_json=True)
+    assert meta["inputs"] == [{"name": "input-0", "datatype": "FP64", "shape": ["-1", "4"]}]
+    assert [o["name"] for o in meta["outputs"]] == ["predict", "predict_proba"]
+
+
+def test_infer_matches_the_model(client: grpcclient.InferenceServerClient, served: Served) -> None:
+    with open(os.path.join(served.registry, "iris", "1", "model.joblib"), "rb") as f:
+        model = as_model(joblib.load(io.BytesIO(f.read())))
+    result = client.infer(
+        "iris",
+        [_input("input-0", ROWS, "FP64")],
+        model_version="production",
+        request_id="g-1",
+    )
+    response = result.get_response()
+    assert response.model_version == "1" and response.id == "g-1"
+    np.testing.assert_array_equal(result.as_numpy("predict"), model.predict(ROWS))
+    np.testing.assert_allclose(result.as_numpy("predict_proba"), model.predict_proba(ROWS))
+
+    x = ROWS.astype(np.float32)
+    result = client.infer("linear", [_input("x", x, "FP32")])
+    W = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]], dtype=np.float32)
+    np.testing.assert_allclose(result.as_numpy("y"), x @ W + [0.5, -0.5, 0.0], rtol=1e-6)
+
+
+def test_bad_input_codes(client: grpcclient.InferenceServerClient) -> None:
+    rows = [_input("input-0", ROWS, "FP64")]
+    err = _error(lambda: client.infer("nosuchmodel", rows))
+    assert err.status() == str(grpc.StatusCode.NOT_FOUND) and "nosuchmodel" in err.message()
+    err = _error(lambda: client.is_model_ready("iris", "9"))
+    assert err.status() == str(grpc.StatusCode.NOT_FOUND)
+    wide = [_input("input-0", np.ones((2, 5)), "FP64")]
+    err = _error(lambda: client.infer("tenant2", wide))
+    assert err.status() == str(grpc.StatusCode.INVALID_ARGUMENT)
+    assert "'input-0'" in err.message() and "[-1, 4]" in err.message()
+    err = _error(
+        lambda: client.infer("tenant2", rows, outputs=[grpcclient.InferRequestedOutput("nope")])
+    )
+    assert err.status() == str(grpc.StatusCode.INVALID_ARGUMENT) and "'nope'" in err.message()
+    err = _error(lambda: client.infer("broken", rows))
+    assert err.status() == str(grpc.StatusCode.UNAVAILABLE) and "broken" in err.message()
+    big = [_input("input-0", np.ones((200_000, 4)), "FP64")]  # 6.4 MB > gRPC's 4 MB
+    err = _error(lambda: client.infer("tenant2", big))
+    assert err.status() == str(grpc.StatusCode.RESOURCE_EXHAUSTED)
