@@ -90,15 +90,14 @@ class OIPFrontend:
         held = await ctx.controller.call(ListModels(), timeout_s=60)
         key = f"{handle.app_name}/{handle.deployment_name}"
         ids = sorted(
-            {
+            {name}
+            | {
                 m
                 for ms in held.get(key, {}).values()
                 for m in ms
                 if m == name or m.startswith(name + "@")
             }
         )
-        if not ids:
-            return {"unloaded": []}
         await ctx.controller.call(
             ModelAdmin(handle.app_name, handle.deployment_name, "evict", ids), timeout_s=120
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -21,8 +22,10 @@ ROWS = np.asarray(sample_rows(4), dtype=np.float64)
 
 
 @pytest.fixture(scope="module")
-def client(served: Served) -> grpcclient.InferenceServerClient:
-    return grpcclient.InferenceServerClient(url=served.grpc)
+def client(served: Served) -> Iterator[grpcclient.InferenceServerClient]:
+    client = grpcclient.InferenceServerClient(url=served.grpc)
+    yield client
+    client.close()  # no gRPC threads left behind: later tests fork
 
 
 def _input(name: str, array: np.ndarray, datatype: str) -> grpcclient.InferInput:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ from tritonclient.utils import InferenceServerException
 
 from serval.apps._tenants import as_model, sample_rows
 from tests.protocols.oip.conftest import TORCH_META, Served
+from tests.utils import wait_for
 
 ROWS = np.asarray(sample_rows(3), dtype=np.float64)
 
@@ -32,8 +34,10 @@ def _input(name: str, array: np.ndarray, datatype: str, binary: bool) -> httpcli
 
 
 @pytest.fixture(scope="module")
-def client(served: Served) -> httpclient.InferenceServerClient:
-    return httpclient.InferenceServerClient(url=served.http, network_timeout=120.0)
+def client(served: Served) -> Iterator[httpclient.InferenceServerClient]:
+    client = httpclient.InferenceServerClient(url=served.http, network_timeout=120.0)
+    yield client
+    client.close()
 
 
 def test_live_ready_and_server_metadata(client: httpclient.InferenceServerClient) -> None:
@@ -130,12 +134,16 @@ def test_infer_onnx_and_torchscript(client: httpclient.InferenceServerClient, bi
 def test_repository_index_load_unload(client: httpclient.InferenceServerClient) -> None:
     names = {m["name"] for m in client.get_model_repository_index()}
     assert {"tenant1", "tenant6", "iris", "linear", "torchy", "broken"} <= names
+
+    def state(name: str) -> str:
+        return str({m["name"]: m for m in client.get_model_repository_index()}[name]["state"])
+
+    assert state("tenant5") == "UNAVAILABLE"
     client.load_model("tenant5")
-    index = {m["name"]: m for m in client.get_model_repository_index()}
-    assert index["tenant5"]["state"] == "READY"
+    # the index shows what replicas report to the controller: eventually, not at once
+    wait_for(lambda: state("tenant5") == "READY", timeout_s=60, what="tenant5 READY")
     client.unload_model("tenant5")
-    index = {m["name"]: m for m in client.get_model_repository_index()}
-    assert index["tenant5"]["state"] == "UNAVAILABLE"
+    wait_for(lambda: state("tenant5") == "UNAVAILABLE", timeout_s=60, what="tenant5 unloaded")
 
 
 def _error(call: Any) -> InferenceServerException:
