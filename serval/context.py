@@ -119,6 +119,39 @@ def get_multiplexed_model_id() -> str:
     return _request_context.get().multiplexed_model_id
 
 
+@dataclass
+class ServedModel:
+    """Which model version answered the request being handled: filled by
+    ``@serval.multiplexed`` when it returns a model, read by the replica to name it in
+    the response headers (``serval-model-version``, ``serval-model-alias``)."""
+
+    model_id: str = ""
+    version: str | None = None  # "name@version", when the loader knows it
+    alias: str | None = None  # the alias the id named ("latest" for a bare name)
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        out: list[tuple[bytes, bytes]] = []
+        if self.version:
+            out.append((b"serval-model-version", self.version.encode()))
+        if self.alias:
+            out.append((b"serval-model-alias", self.alias.encode()))
+        return out
+
+
+_served_model: contextvars.ContextVar[ServedModel | None] = contextvars.ContextVar(
+    "serval_served_model", default=None
+)
+
+
+def _served_model_record() -> ServedModel:
+    """The request's record of the model that served it (made on first use)."""
+    record = _served_model.get()
+    if record is None:
+        record = ServedModel()
+        _served_model.set(record)
+    return record
+
+
 def get_replica_context() -> ReplicaContext:
     """The running replica's context; raises ``RuntimeError`` outside a replica."""
     if _replica_context is None:

@@ -3,7 +3,8 @@
 The "Dynamic Many Models Online Serving" design, on serval::
 
     POST /score                  {"tenant": "tenant7", "data": [[5.1, 3.5, 1.4, 0.2], ...]}
-      → {"tenant", "prediction", "deployment", "version", "replica"}
+      → {"tenant", "prediction", "deployment", "version", "alias", "model", "replica"}
+                                 and headers serval-model-version / serval-model-alias
     POST /update_dedicated_pool  {"mapping": {"tenant7": "pool1", "tenant9": null}}
       → tenants are prewarmed in their new pool, then traffic moves
     GET  /pools                  the routing table and the pools
@@ -34,6 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 import serval
+from serval import context as serval_context
 from serval.config import _Options, validated
 from serval.deployment import Application
 from serval.exceptions import BadRequestError, ConfigError, ServalError, http_status_for
@@ -88,6 +90,7 @@ class Scorer(OIPModels):
         model_id = serval.get_multiplexed_model_id()
         tenant = model_id.partition("@")[0]
         model = await self.get_model(model_id)
+        served = serval_context._served_model_record()  # the version get_model returned
         try:
             prediction = model.predict(data)
         except ValueError as exc:
@@ -96,7 +99,13 @@ class Scorer(OIPModels):
             "tenant": tenant,
             "prediction": [int(p) if float(p).is_integer() else float(p) for p in prediction],
             "deployment": self.pool,
-            "version": getattr(model, "version", None),
+            # The registry's version that answered ("2"), the alias it was reached
+            # through ("latest", "production"; None for an explicit version) and both.
+            "version": served.version.rpartition("@")[2]
+            if served.version
+            else getattr(model, "version", None),
+            "alias": served.alias,
+            "model": served.version,
             "replica": serval.get_replica_context().replica_id.unique_id,
         }
 
@@ -161,7 +170,8 @@ class Dispatcher(OIPGrpcMethods):
         path = request.url.path.rstrip("/").rsplit("/", 1)[-1]
         try:
             if request.method == "POST" and path == "score":
-                return JSONResponse(await self.score(await _json(request)))
+                answer = await self.score(await _json(request))
+                return JSONResponse(answer, headers=_version_headers(answer))
             if request.method == "POST" and path == "update_dedicated_pool":
                 return JSONResponse(await self.update_pools(await _json(request)))
             if request.method == "POST" and path == "model_canary":
@@ -277,6 +287,17 @@ def _first_error(exc: pydantic.ValidationError) -> str:
     err = exc.errors()[0]
     field = ".".join(str(p) for p in err["loc"])
     return f"field {field!r}: {err['msg']}"
+
+
+def _version_headers(answer: dict[str, Any]) -> dict[str, str]:
+    """``serval-model-version`` (``tenant7@2``) and ``serval-model-alias``, as a
+    ``@serval.multiplexed`` deployment answering HTTP itself sends them."""
+    headers: dict[str, str] = {}
+    if answer.get("model"):
+        headers["serval-model-version"] = str(answer["model"])
+    if answer.get("alias"):
+        headers["serval-model-alias"] = str(answer["alias"])
+    return headers
 
 
 async def _json(request: Request) -> dict[str, Any]:

@@ -153,7 +153,8 @@ class LoadSlots:
 
 class SizeRecord:
     """The measured size of recently loaded models (bounded), and the largest seen:
-    what a new load of a model reserves before it is measured again.
+    what a new load of a model reserves before it is measured again; and the version
+    each last load produced.
 
     Example::
 
@@ -165,6 +166,7 @@ class SizeRecord:
         self.capacity = capacity
         self.largest: int | None = None
         self._sizes: OrderedDict[str, int] = OrderedDict()
+        self._versions: OrderedDict[str, tuple[str | None, str | None]] = OrderedDict()
 
     def get(self, model_id: str) -> int | None:
         return self._sizes.get(model_id)
@@ -178,6 +180,16 @@ class SizeRecord:
 
     def forget(self, model_id: str) -> None:
         self._sizes.pop(model_id, None)
+
+    def record_version(self, model_id: str, version: str | None, alias: str | None) -> None:
+        self._versions[model_id] = (version, alias)
+        self._versions.move_to_end(model_id)
+        if len(self._versions) > self.capacity:
+            self._versions.popitem(last=False)
+
+    def version(self, model_id: str) -> tuple[str | None, str | None]:
+        """``(version, alias)`` of the last load of ``model_id`` (``None`` unknown)."""
+        return self._versions.get(model_id, (None, None))
 
     def estimate(self, model_id: str) -> int | None:
         """Its last size, else the largest measured; ``None`` before any measurement."""

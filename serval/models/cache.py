@@ -44,6 +44,7 @@ from serval.exceptions import (
 )
 from serval.models import stats as _counters
 from serval.models._release import Reclaimer, release
+from serval.models._served import LoadedVersion, recording
 from serval.models._sizes import format_bytes
 from serval.models._slots import LoadSlots, SizeRecord, Ticket, machine_budget
 from serval.models.config import CacheConfig, validated
@@ -67,6 +68,7 @@ class _Entry:
     size: int
     cost: float  # seconds the load took
     hits: int = 0  # requests it answered from memory
+    version: tuple[str | None, str | None] = (None, None)  # (name@version, alias) it is
 
 
 @dataclass(eq=False)
@@ -274,6 +276,13 @@ class ModelCache:
             out.setdefault(model_id, {"loading": True, "pinned": model_id in self._pinned})
         return dict(sorted(out.items()))
 
+    def served_version(self, model_id: str) -> tuple[str | None, str | None]:
+        """``(name@version, alias)`` of the model :meth:`get` returns for ``model_id``
+        now (``None`` for what the loader did not say); a model served but not kept:
+        what its load produced."""
+        entry = self._entries.get(model_id)
+        return entry.version if entry is not None else self._sizes.version(model_id)
+
     def stats(self) -> TierStats:
         """A snapshot of this cache's counters."""
         return dataclasses.replace(
@@ -308,9 +317,11 @@ class ModelCache:
             task.exception()  # retrieved here: every caller may have gone away
 
     async def _load(self, model_id: str, ticket: Ticket) -> Any:
-        model, cost = await self._load_with_retries(model_id, ticket)
+        model, cost, version = await self._load_with_retries(model_id, ticket)
         try:  # the load's bytes stay reserved until the model is in the cache, or gone
             entry = _Entry(model, await self._measure(model_id, model), cost)
+            entry.version = (version.version, version.alias)
+            self._sizes.record_version(model_id, version.version, version.alias)
             self._loaded(model_id, cost, entry)
             logger.info("loaded model %r in %.3fs (%d bytes)", model_id, cost, entry.size)
             if model_id not in self._pinned:
@@ -334,7 +345,9 @@ class ModelCache:
             "raise max_bytes or make the model smaller",
         )
 
-    async def _load_with_retries(self, model_id: str, ticket: Ticket) -> tuple[Any, float]:
+    async def _load_with_retries(
+        self, model_id: str, ticket: Ticket
+    ) -> tuple[Any, float, LoadedVersion]:
         attempts = self.config.load_retries + 1
         cause: Exception = RuntimeError("no attempt was made")
         for attempt in range(1, attempts + 1):
@@ -342,9 +355,9 @@ class ModelCache:
             loaded = False
             try:
                 started = time.perf_counter()
-                model = await self._call_loader(model_id)
+                model, version = await self._call_loader(model_id)
                 loaded = True  # the caller releases the slot once the model is placed
-                return model, time.perf_counter() - started
+                return model, time.perf_counter() - started, version
             except _AS_IS:
                 self._stats.load_failures += 1
                 self.per_model.count(model_id, _counters.LOAD_FAILURES)
@@ -376,14 +389,16 @@ class ModelCache:
         logger.error("model %r failed to load: %s", model_id, text)
         raise ModelLoadError(model_id, text) from cause
 
-    async def _call_loader(self, model_id: str) -> Any:
-        pending = self._loader(model_id)
-        if not isinstance(pending, Awaitable):
-            raise TypeError(
-                f"the loader of ModelCache {self.name!r} returned {type(pending).__name__}, "
-                "not an awaitable: give it an 'async def' function"
-            )
-        return await asyncio.wait_for(pending, self.config.load_timeout_s)
+    async def _call_loader(self, model_id: str) -> tuple[Any, LoadedVersion]:
+        with recording() as loaded:  # serval.models.load notes the version it resolved
+            pending = self._loader(model_id)
+            if not isinstance(pending, Awaitable):
+                raise TypeError(
+                    f"the loader of ModelCache {self.name!r} returned "
+                    f"{type(pending).__name__}, not an awaitable: give it an 'async def' function"
+                )
+            model = await asyncio.wait_for(pending, self.config.load_timeout_s)
+        return model, loaded
 
     async def _measure(self, model_id: str, model: Any) -> int:
         try:
@@ -397,9 +412,10 @@ class ModelCache:
 
     async def _refresh(self, model_id: str) -> bool:
         ticket = Ticket(live=False, nbytes=self._sizes.estimate(model_id), key=model_id)
-        model, cost = await self._load_with_retries(model_id, ticket)
+        model, cost, version = await self._load_with_retries(model_id, ticket)
         try:
             entry = _Entry(model, await self._measure(model_id, model), cost)
+            entry.version = (version.version, version.alias)
             self._loaded(model_id, cost, entry)
             old = self._entries.pop(model_id, None)
             if old is not None:

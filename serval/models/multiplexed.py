@@ -28,7 +28,7 @@ import weakref
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Final, TypeVar, overload
 
-from serval.context import get_replica_context
+from serval.context import _served_model_record, get_replica_context
 from serval.exceptions import BadRequestError, ConfigError, ServalError
 from serval.models.cache import ModelCache
 from serval.models.config import CacheConfig, validated
@@ -139,7 +139,13 @@ def _decorate(func: Callable[..., Any], config: CacheConfig, sizer: Sizer | None
     @functools.wraps(func)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         owner, model_id = spec.split(args, kwargs)
-        return await spec.cache_for(owner).get(model_id)
+        cache = spec.cache_for(owner)
+        model = await cache.get(model_id)
+        # The request's answer names the version that produced it (response headers).
+        served = _served_model_record()
+        served.model_id = model_id
+        served.version, served.alias = cache.served_version(model_id)
+        return model
 
     setattr(wrapper, _MARK, spec)
     return wrapper

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from serval.exceptions import ModelLoadError, ModelNotFoundError
+from serval.models._served import alias_of, note
 from serval.models.config import StoreConfig, validated
 from serval.models.loaders import ArtifactLoader, load_artifact, loader_for
 from serval.models.registry import Artifact, ModelRef, Registry, make_registry
@@ -82,6 +83,7 @@ class ModelStore:
         ref = await self.resolve(model_id)
         model = await self._load_ref(model_id, ref)
         self._served[model_id] = ref
+        note(str(ref), alias_of(model_id, ref.version))  # the cache keeps it with the model
         return model
 
     def served_version(self, model_id: str) -> ModelRef | None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 
-from serval.exceptions import http_status_for
+from serval.exceptions import BackPressureError, http_status_for
 from serval.observability import logs
 from serval.observability.logs import ACCESS_LOGGER
 
@@ -42,8 +42,9 @@ def is_client_error(exc: BaseException) -> bool:
 
 
 def log_failure(logger: logging.Logger, exc: BaseException, what: str) -> None:
-    """A failed request: one short INFO line for a client error, the traceback otherwise."""
-    if is_client_error(exc):
+    """A failed request: one short INFO line for a client error or an overload (503 +
+    Retry-After: expected, not a bug), the traceback otherwise."""
+    if is_client_error(exc) or isinstance(exc, BackPressureError):
         logger.info(
             "%s: %d %s: %s", what, http_status_for(exc), type(exc).__name__, cut(_message(exc))
         )

@@ -45,6 +45,8 @@ from serval.transport.messages import (
     ErrorReply,
     GetReplicaStats,
     HttpRequest,
+    HttpResponse,
+    HttpResponseStart,
     InitReplica,
     Message,
     ModelCommand,
@@ -168,10 +170,15 @@ class ReplicaServer:
         self.total += 1
         status = 0
 
+        served = ctx_mod.ServedModel()  # @serval.multiplexed names the model version here
+        ctx_mod._served_model.set(served)
+
         def send(msg: Message) -> None:
             nonlocal status
             if not status:  # HttpResponse / HttpResponseStart carry it
                 status = getattr(msg, "status", 0)
+                if served.version and isinstance(msg, HttpResponse | HttpResponseStart):
+                    msg.headers = [*msg.headers, *served.headers()]
             conn.send(sid, msg)
 
         receive = RequestBody(req.body)

@@ -54,7 +54,7 @@ def score(base: str, tenant: str, data: object = ROWS) -> httpx.Response:
 def test_scores_route_to_pools(many: str) -> None:
     shared = score(many, "tenant5").json()
     assert shared["deployment"] == "shared" and shared["tenant"] == "tenant5"
-    assert len(shared["prediction"]) == 3 and shared["version"] == 1
+    assert len(shared["prediction"]) == 3 and shared["version"] == "1"
     assert score(many, "tenant1").json()["deployment"] == "pool1"
 
 
@@ -88,7 +88,7 @@ def test_pool_change_moves_traffic_after_prewarming(many: str) -> None:
     assert httpx.get(f"{many}/pools").json()["mapping"]["tenant3"] == "pool1"
 
 
-def test_bad_input(many: str) -> None:
+def test_bad_input(many: str, registry: str) -> None:
     r = httpx.post(f"{many}/score", content=b"{nope", timeout=30)
     assert r.status_code == 400 and "malformed JSON" in r.text
     r = score(many, "")
@@ -99,6 +99,7 @@ def test_bad_input(many: str) -> None:
     assert r.status_code == 400 and "4 features" in r.text
     r = score(many, "tenant999999")
     assert r.status_code == 404 and "tenant999999" in r.text
+    assert registry not in r.text and "the registry" in r.text  # no server paths
     r = httpx.post(f"{many}/update_dedicated_pool", json={"mapping": {"tenant4": "nope"}})
     assert r.status_code == 400 and "unknown pool" in r.text
 
@@ -119,7 +120,7 @@ def set_alias(registry: str, tenant: str, alias: str, version: int) -> None:
 def test_version_swap_under_load_has_no_errors_and_no_mixed_answers(
     many: str, registry: str
 ) -> None:
-    assert score(many, "tenant20").json()["version"] == 1
+    assert score(many, "tenant20").json()["version"] == "1"
     answers: list[tuple[int, object]] = []
     stop = threading.Event()
 
@@ -136,7 +137,9 @@ def test_version_swap_under_load_has_no_errors_and_no_mixed_answers(
         wait_for(lambda: len(answers) > 20, timeout_s=30, what="traffic before the swap")
         publish(registry, "tenant20", 2)  # the watcher (0.3 s) swaps it in
         wait_for(
-            lambda: any(v == 2 for _, v in answers[-5:]), timeout_s=30, what="version 2 answering"
+            lambda: any(v == "2" for _, v in answers[-5:]),
+            timeout_s=30,
+            what="version 2 answering",
         )
         seen = len(answers)
         wait_for(lambda: len(answers) > seen + 40, timeout_s=30, what="traffic after the swap")
@@ -145,20 +148,58 @@ def test_version_swap_under_load_has_no_errors_and_no_mixed_answers(
         for t in threads:
             t.join()
     assert {code for code, _ in answers} == {200}
-    assert {v for _, v in answers} == {1, 2}  # each answer names one version
-    first_new = next(i for i, (_, v) in enumerate(answers) if v == 2)
+    assert {v for _, v in answers} == {"1", "2"}  # each answer names one version
+    first_new = next(i for i, (_, v) in enumerate(answers) if v == "2")
     # once every holder swapped, nothing answers from version 1 again
-    assert all(v == 2 for _, v in answers[first_new + 20 :])
+    assert all(v == "2" for _, v in answers[first_new + 20 :])
+
+
+def publish_plain(registry: str, name: str, version: int) -> None:
+    """A plain scikit-learn model (no version inside it) as ``name/<version>``."""
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+
+    from serval.apps._tenants import iris_like
+
+    x, y = iris_like(150, version)
+    folder = os.path.join(registry, name, f".{version}.tmp")
+    os.makedirs(folder)
+    joblib.dump(LogisticRegression(max_iter=200).fit(x, y), os.path.join(folder, "model.joblib"))
+    os.replace(folder, os.path.join(registry, name, str(version)))
+
+
+def test_answers_name_the_registry_version_in_body_and_headers(many: str, registry: str) -> None:
+    publish_plain(registry, "plain", 1)
+    r = score(many, "plain")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["version"], body["alias"], body["model"]) == ("1", "latest", "plain@1")
+    assert r.headers["serval-model-version"] == "plain@1"
+    assert r.headers["serval-model-alias"] == "latest"
+    publish_plain(registry, "plain", 2)  # the watcher (0.3 s) swaps it in
+    wait_for(
+        lambda: score(many, "plain").json()["version"] == "2",
+        timeout_s=30,
+        what="version 2 of a plain model answering",
+    )
+    r = score(many, "plain")
+    assert r.headers["serval-model-version"] == "plain@2" and r.json()["model"] == "plain@2"
+    set_alias(registry, "plain", "production", 1)
+    r = score(many, "plain@production")
+    assert (r.json()["version"], r.json()["alias"]) == ("1", "production")
+    assert r.headers["serval-model-alias"] == "production"
+    r = score(many, "plain@2")  # an explicit version: no alias
+    assert r.json()["alias"] is None and "serval-model-alias" not in r.headers
 
 
 def test_alias_move_is_followed(many: str, registry: str) -> None:
     publish(registry, "tenant21", 2)
     set_alias(registry, "tenant21", "production", 1)
-    assert score(many, "tenant21@production").json()["version"] == 1
-    assert score(many, "tenant21").json()["version"] == 2  # the latest
+    assert score(many, "tenant21@production").json()["version"] == "1"
+    assert score(many, "tenant21").json()["version"] == "2"  # the latest
     set_alias(registry, "tenant21", "production", 2)
     wait_for(
-        lambda: score(many, "tenant21@production").json()["version"] == 2,
+        lambda: score(many, "tenant21@production").json()["version"] == "2",
         timeout_s=30,
         what="the alias move to reach the replicas",
     )
@@ -173,7 +214,7 @@ def test_per_model_canary_splits_by_weight(many: str, registry: str) -> None:
     )
     assert r.status_code == 200, r.text
     versions = Counter(score(many, "tenant22").json()["version"] for _ in range(200))
-    assert set(versions) == {1, 2} and 30 <= versions[2] <= 90, versions  # ~60 expected
+    assert set(versions) == {"1", "2"} and 30 <= versions["2"] <= 90, versions  # ~60 expected
     assert httpx.get(f"{many}/pools").json()["model_canaries"]["tenant22"]["weight"] == 0.3
     r = httpx.post(
         f"{many}/model_canary",
@@ -181,7 +222,7 @@ def test_per_model_canary_splits_by_weight(many: str, registry: str) -> None:
         timeout=60,
     )
     assert r.status_code == 200
-    assert {score(many, "tenant22").json()["version"] for _ in range(20)} == {2}  # latest
+    assert {score(many, "tenant22").json()["version"] for _ in range(20)} == {"2"}  # latest
 
 
 def test_model_canary_bad_input(many: str) -> None:
@@ -322,7 +363,7 @@ def test_serval_run_many_models_app_from_the_cli(serval_home: str, registry: str
 
         wait_for(up, timeout_s=90, what="serval run serval.apps.many_models:app")
         answer = score(base, "tenant5").json()
-        assert answer["deployment"] == "shared" and answer["version"] == 1
+        assert answer["deployment"] == "shared" and answer["version"] == "1"
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
