@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -26,12 +27,14 @@ from typing import Any
 from serval import _process, _secret, _statedir
 from serval._env import read_env
 from serval.config import HTTPOptions
+from serval.controller import supervisor_status as supervisor
 from serval.exceptions import ControllerError, ServalError
 from serval.transport import auth
 from serval.transport.address import unix_address
 from serval.transport.messages import GetInfo
 
 START_TIMEOUT_S = 60.0
+RESTART_WAIT_S = 30.0  # how long a driver waits for a supervisor to restart the controller
 
 _started: subprocess.Popen[bytes] | None = None
 _ray_session: tuple[str, bool] | None = None  # (Ray namespace, whether we started Ray)
@@ -64,10 +67,7 @@ def connect() -> dict[str, Any]:
         return _ray_attach(HTTPOptions(), env.ray_address, create=False)
     address = controller_address()
     if not controller_answers(address):
-        raise ControllerError(
-            f"no serval instance is running (looked for {address}); start one with "
-            "`serval start` or serval.start()"
-        )
+        _wait_for_restart(address)
     sdir = state_dir()
     _statedir.check_private_dir(env.home)
     _statedir.check_private_dir(sdir)
@@ -112,10 +112,16 @@ def _start(
     env = dict(os.environ)
     if http_options.admin_token:
         env["SERVAL_ADMIN_TOKEN"] = http_options.admin_token
+    # The supervisor starts (and restarts) the controller with the arguments after "--".
     argv = [
         sys.executable,
         "-m",
-        "serval.controller",
+        "serval.controller.supervisor",
+        "--state-dir",
+        sdir,
+        "--ready-fd",
+        str(write_fd),
+        "--",
         "--address",
         address,
         "--state-dir",
@@ -126,8 +132,6 @@ def _start(
         runtime,
         "--ray-address",
         ray_address,
-        "--ready-fd",
-        str(write_fd),
     ]
     out: Any = None
     if detached:
@@ -160,6 +164,59 @@ def _start(
         _close_pipes(proc)
     _process.init_in_driver(address)
     return report
+
+
+def _wait_for_restart(address: str) -> None:
+    """The controller does not answer: wait while its supervisor restarts it; raise
+    ControllerError when there is no instance, or its supervisor gave up."""
+    deadline = time.monotonic() + RESTART_WAIT_S
+    while True:
+        status = supervisor.read_status(state_dir())
+        if status is None:
+            raise ControllerError(
+                f"no serval instance is running (looked for {address}); start one with "
+                "`serval start` or serval.start()"
+            )
+        if status.get("state") == "failed":
+            raise ControllerError(str(status.get("error")))
+        if controller_answers(address):
+            return
+        if time.monotonic() > deadline:
+            raise ControllerError(
+                f"the serval controller at {address} did not come back within "
+                f"{RESTART_WAIT_S:.0f}s (supervisor: {status.get('state')}, "
+                f"{status.get('error') or 'no error'}); see its log in {state_dir()}/logs"
+            )
+        time.sleep(0.05)
+
+
+def stop_supervisor(timeout_s: float = 60.0) -> None:
+    """After a shutdown: wait for this instance's supervisor to clean up and exit; one
+    that stays (its controller is gone for good) is told to stop."""
+    status = supervisor.read_status(state_dir())
+    if status is None:
+        return
+    pid = int(status["pid"])
+    if status.get("state") == "failed":
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while supervisor.read_status(state_dir()) is not None:
+        if time.monotonic() > deadline:
+            _signal(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout_s
+        time.sleep(0.05)
+
+
+def supervisor_running() -> bool:
+    """Whether a supervisor of this machine's instance runs (its controller may not)."""
+    return supervisor.read_status(state_dir()) is not None
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def read_ready(fd: int, proc: subprocess.Popen[bytes]) -> dict[str, Any]:

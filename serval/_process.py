@@ -33,7 +33,9 @@ class ProcessContext:
         thread: threading.Thread | None = None,
     ) -> None:
         self.loop = loop
-        self.controller = ControllerClient(controller_address)
+        # A driver's calls wait while a supervisor restarts the controller; serval's own
+        # processes (proxy, replicas) go on without one and resubscribe later.
+        self.controller = ControllerClient(controller_address, wait_for_restart=thread is not None)
         self.controller_address = controller_address
         self._thread = thread
         self._routers: dict[str, Router] = {}

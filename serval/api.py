@@ -388,6 +388,9 @@ def shutdown() -> None:
         try:
             _driver.connect()
         except Exception:
+            # No controller to ask: stop a supervisor that gave up restarting it.
+            _driver.stop_supervisor()
+            _driver.wait_started_exit()
             return
     try:
         _call(Shutdown(), timeout_s=120)
@@ -398,6 +401,7 @@ def shutdown() -> None:
     finally:
         _process.reset()
         _driver.wait_started_exit()
+        _driver.stop_supervisor()
 
 
 async def shutdown_async() -> None:

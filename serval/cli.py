@@ -309,7 +309,9 @@ def shutdown(yes: bool) -> None:
     import serval
     from serval import _driver
 
-    if not _driver.controller_answers(_driver.controller_address()):
+    if not _driver.controller_answers(_driver.controller_address()) and (
+        not _driver.supervisor_running()
+    ):
         console.print("serval is not running")
         return
     if not yes and sys.stdin.isatty() and not click.confirm("Shut down serval?"):

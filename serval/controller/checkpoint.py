@@ -105,6 +105,7 @@ class Checkpointer:
     def __init__(self, store: CheckpointStore) -> None:
         self.store = store
         self._last = b""
+        self.error = ""  # why the checkpoint could not be restored, if it could not
 
     def save(self, controller: Controller) -> None:
         data = _encoder.encode(snapshot(controller))
@@ -121,8 +122,17 @@ class Checkpointer:
             return 0
         try:
             saved = _decoder.decode(data)
-        except msgspec.DecodeError:
-            logger.exception("the checkpoint cannot be read; starting empty")
+            if saved.format != FORMAT:
+                raise msgspec.DecodeError(f"format {saved.format}, expected {FORMAT}")
+        except msgspec.DecodeError as exc:
+            kept = self.store.quarantine()
+            self.error = (
+                f"the checkpoint {self.store.location} cannot be read ({exc}); it was "
+                + (f"kept as {kept}" if kept else "dropped")
+                + "; the controller started empty (the replicas it recorded were stopped)"
+            )
+            logger.error("%s", self.error)
+            await controller.runtime.forget_replicas(set())
             return 0
         adoptions = []
         for record in saved.apps:

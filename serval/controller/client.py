@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,16 +18,63 @@ from serval.exceptions import ControllerError, ReplicaUnavailableError
 from serval.transport.address import dial
 from serval.transport.codec import error_from_reply
 from serval.transport.connection import Connection
-from serval.transport.messages import ErrorReply, Message, Ok, Subscribe, Update
+from serval.transport.messages import (
+    DeleteApps,
+    DeployApps,
+    ErrorReply,
+    GetInfo,
+    GetStatus,
+    ListDeployments,
+    ListModels,
+    Message,
+    Ok,
+    SetUserConfig,
+    Subscribe,
+    Update,
+    WaitApps,
+)
 
 logger = logging.getLogger("serval.controller.client")
 
 UpdateCallback = Callable[[Update], None]
 
 
+class _Lost(Exception):
+    """The connection to the controller went away before its answer."""
+
+
+# Calls that may be sent twice: desired state, and questions.
+_IDEMPOTENT = (
+    DeployApps,
+    DeleteApps,
+    GetInfo,
+    GetStatus,
+    ListDeployments,
+    ListModels,
+    SetUserConfig,
+    WaitApps,
+)
+
+RESTART_WAIT_S = 30.0  # how long a call waits for a supervisor to restart the controller
+
+
+def supervisor_says(address: str) -> str | None:
+    """For a local controller that does not answer: None when no supervisor runs for it,
+    "" while one restarts it, else why it gave up."""
+    if not address.startswith("unix:"):
+        return None
+    from serval.controller.supervisor_status import read_status
+
+    status = read_status(os.path.dirname(address.removeprefix("unix:")))
+    if status is None:
+        return None
+    return str(status.get("error")) if status.get("state") == "failed" else ""
+
+
 class ControllerClient:
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, *, wait_for_restart: bool = False) -> None:
         self.address = address
+        self._wait_for_restart = wait_for_restart
         self._conn: Connection | None = None
         self._lock: asyncio.Lock | None = None
         self._subscriptions: dict[str, list[UpdateCallback]] = {}
@@ -39,17 +88,43 @@ class ControllerClient:
             self._lock = asyncio.Lock()
         async with self._lock:
             if self._conn is None or self._conn.closed:
-                try:
-                    self._conn = await dial(self.address, timeout_s=5.0)
-                except ReplicaUnavailableError as exc:
+                self._conn = await self._dial()
+            return self._conn
+
+    async def _dial(self) -> Connection:
+        """Dial the controller; while its supervisor restarts it, wait for it."""
+        deadline = time.monotonic() + RESTART_WAIT_S
+        while True:
+            try:
+                return await dial(self.address, timeout_s=5.0)
+            except ReplicaUnavailableError as exc:
+                down = supervisor_says(self.address) if self._wait_for_restart else None
+                if down is None or time.monotonic() > deadline:
                     raise ControllerError(
                         f"cannot reach the serval controller at {self.address}: is serval "
                         "running? (serval start, or serval.start() in Python)"
                     ) from exc
-            return self._conn
+                if down:
+                    raise ControllerError(down) from exc
+            await asyncio.sleep(0.05)
 
     async def call(self, msg: Message, timeout_s: float | None = 60.0) -> Any:
-        """Send ``msg`` and return the value of its ``Ok`` reply; raise on error."""
+        """Send ``msg`` and return the value of its ``Ok`` reply; raise on error.
+
+        A declarative call whose connection is lost while a supervisor restarts the
+        controller is sent again to the new controller."""
+        try:
+            return await self._call_once(msg, timeout_s)
+        except _Lost as lost:
+            restarting = self._wait_for_restart and supervisor_says(self.address) == ""
+            if restarting and isinstance(msg, _IDEMPOTENT):
+                try:
+                    return await self._call_once(msg, timeout_s)
+                except _Lost as again:
+                    raise ControllerError(str(again)) from None
+            raise ControllerError(str(lost)) from None
+
+    async def _call_once(self, msg: Message, timeout_s: float | None) -> Any:
         conn = await self._connection()
         stream = conn.open(msg)
         try:
@@ -63,7 +138,7 @@ class ControllerClient:
             return reply.value
         if isinstance(reply, ErrorReply):
             if reply.kind == "unavailable":
-                raise ControllerError(f"lost the connection to the controller: {reply.message}")
+                raise _Lost(f"lost the connection to the controller: {reply.message}")
             raise error_from_reply(reply)
         raise ControllerError(f"unexpected reply {type(reply).__name__} from the controller")
 

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import time
 from typing import Any
 
@@ -61,7 +62,11 @@ async def amain(args: argparse.Namespace, report: Any) -> None:
     # On Ray the proxies bind the port on their nodes; here the controller binds it, so a
     # port in use is reported before anything starts, and the proxy inherits the socket.
     serve_http = options.location != "NoServer"
-    sock = bind_http(options.host, options.port) if serve_http and not on_ray else None
+    sock = None
+    if args.http_fd >= 0:  # bound by the supervisor, once for every controller it starts
+        sock = socket.socket(fileno=args.http_fd)
+    elif serve_http and not on_ray:
+        sock = bind_http(options.host, options.port)
     runtime = load_runtime(args.runtime, args.state_dir, **runtime_options)
     proxy_opts = options.model_dump()
     proxy = ProxyState(runtime, args.address, proxy_opts, sock) if serve_http else None
@@ -81,6 +86,8 @@ async def amain(args: argparse.Namespace, report: Any) -> None:
         # Adopt before answering anyone: a router that resubscribes must get the replica
         # set it had, not an empty one.
         await checkpointer.restore(controller)
+        if checkpointer.error:
+            info["checkpoint_error"] = checkpointer.error
         controller.reconcile()
     server = await _listen(args.address, controller.handle)
     if proxy is not None:
@@ -134,6 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ray-address", default="")
     parser.add_argument("--ray-namespace", default="serval")
     parser.add_argument("--ready-fd", type=int, default=-1)
+    parser.add_argument("--http-fd", type=int, default=-1)
     args = parser.parse_args(argv)
     setup_logging("controller")
     reported = False

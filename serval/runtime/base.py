@@ -32,11 +32,18 @@ class ProcessHandle(abc.ABC):
 class CheckpointStore(abc.ABC):
     """Where the controller keeps its checkpoint (one opaque value)."""
 
+    location = "the checkpoint store"  # how error messages name it
+
     @abc.abstractmethod
     def load(self) -> bytes | None: ...
 
     @abc.abstractmethod
     def save(self, data: bytes) -> None: ...
+
+    def quarantine(self) -> str | None:
+        """Set an unreadable checkpoint aside for inspection; returns where it went
+        (None: it was dropped, or cannot be kept)."""
+        return None
 
 
 class MemoryCheckpointStore(CheckpointStore):
