@@ -7,7 +7,8 @@
 3. Sends a burst of Zipf-distributed ``/score`` requests with a progress bar, and
    prints throughput, latency, model loads and the hot-cache hit ratio.
 4. Moves ``tenant2`` to ``pool1`` at run time (``/update_dedicated_pool``) and shows
-   its next answer coming from there.
+   its next answer coming from there; asks ``tenant3`` through the Open Inference
+   Protocol (``POST /v2/models/tenant3/infer``, what ``tritonclient`` sends).
 5. Keeps serving, with a trickle of requests (``--trickle`` per second) so the dashboard
    stays live, and prints what to try: the dashboard, ``/-/metrics``, a ``curl`` for
    ``/score``, ``serval models ls``, ``serval logs``. Ctrl-C stops everything.
@@ -139,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
         elapsed = time.perf_counter() - t0
         report(trace, latencies, answers, elapsed)
         move_tenant(base)
+        oip_call(base)
         if not args.once:
             keep_serving(base, args.tenants, args.trickle, token, token_file)
     finally:
@@ -204,6 +206,7 @@ def print_urls(base: str, per_second: float, token: str, token_file: str) -> Non
         ("dashboard", f"{base}/-/dashboard#token={token}"),
         ("metrics", f"{base}/-/metrics"),
         ("score", f"curl -s {base}/score -H 'content-type: application/json' -d '{body}'"),
+        ("oip", f"curl -s {base}/v2/models/tenant7  (Open Inference Protocol v2)"),
         ("models", f"SERVAL_ADMIN_TOKEN=$(cat {os.path.relpath(token_file)}) {cli} models ls"),
         ("logs", f"{cli} logs --follow --component replica"),
     ]
@@ -261,6 +264,16 @@ def move_tenant(base: str) -> None:
         f"/update_dedicated_pool (prewarmed: {moved.get('prewarmed')}); now served "
         f"by [bold]{after.get('deployment')}[/]"
     )
+
+
+def oip_call(base: str) -> None:
+    rows = sample_rows(2)
+    body = {
+        "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [2, 4], "data": rows}],
+        "outputs": [{"name": "predict"}],
+    }
+    answer = httpx.post(f"{base}/v2/models/tenant3/infer", json=body, timeout=120).json()
+    console.print(f"OIP v2: POST /v2/models/tenant3/infer → {answer}", highlight=False)
 
 
 if __name__ == "__main__":
