@@ -99,10 +99,12 @@ async def _drive(
 
     async def loop(i: int) -> None:
         op = await one(i)
-        while time.monotonic() < stop:
+        while True:  # at least one op each, however short the run (a busy machine)
             t0 = time.perf_counter()
             await op()
             latencies.append(time.perf_counter() - t0)
+            if time.monotonic() >= stop:
+                return
 
     started = time.monotonic()
     await asyncio.gather(*(loop(i) for i in range(workers)))
