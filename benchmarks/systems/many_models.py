@@ -1,9 +1,11 @@
 """One system on the many-models Zipf trace (benchmarks/many_models.py), as a child.
 
-    python -m benchmarks.systems.many_models {serval,ray} --requests N
+    python -m benchmarks.systems.many_models {serval,serval-tuned,ray} --duration S
 
 Runs ``many_models.measure`` for that one system (Ray Serve starts its own peer
-process there) and reports req/s, latencies, errors and the number of model loads.
+process there): wrk plays the trace for ``--duration`` seconds; reports req/s,
+latencies, errors, the number of model loads, Belady's loads over the played requests
+and the ideal bound on req/s.
 """
 
 from __future__ import annotations
@@ -21,18 +23,21 @@ from benchmarks import many_models
 from benchmarks.systems import _child
 
 
-def settings(requests: int) -> many_models.Settings:
-    return dataclasses.replace(many_models.Settings(), requests=requests)
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("system", choices=("serval", "ray"))
-    p.add_argument("--requests", type=int, required=True)
+    p.add_argument("system", choices=many_models.SYSTEMS)
+    p.add_argument("--duration", type=float, default=many_models.Settings.duration_s)
     p.add_argument("--tenants", type=int, default=many_models.Settings.tenants)
+    p.add_argument("--connections", type=int, default=many_models.Settings.concurrency)
     args = p.parse_args(argv)
-    s = dataclasses.replace(settings(args.requests), tenants=args.tenants)
-    (row,), loads, _ = many_models.measure(s, [args.system])
+    s = dataclasses.replace(
+        many_models.Settings(),
+        duration_s=args.duration,
+        tenants=args.tenants,
+        concurrency=args.connections,
+    )
+    played = many_models.measure(s, [args.system])[args.system]
+    row = played.result
     _child.emit(
         "result",
         requests=row.requests,
@@ -41,7 +46,10 @@ def main(argv: list[str] | None = None) -> None:
         p50_ms=row.p50_ms,
         p99_ms=row.p99_ms,
         concurrency=row.concurrency,
-        loads=loads[args.system],
+        loads=played.loads,
+        belady=played.belady,
+        oracle=played.oracle,
+        ideal_rps=played.ideal_rps,
     )
 
 
