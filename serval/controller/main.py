@@ -1,9 +1,10 @@
 """Entry point of the controller process: ``python -m serval.controller ...``.
 
-On the local runtime it binds the HTTP port itself (so "port in use" is reported
-before anything starts, and the proxy inherits a ready socket); on Ray the proxies bind
-it on their nodes, and the controller first restores its checkpoint and adopts the
-replicas a previous controller left. It listens for RPCs on ``--address``, writes one
+On the local runtime its supervisor (``supervisor.py``) bound the HTTP port and
+passes it as ``--http-fd`` (so "port in use" is reported before anything starts, and
+the proxy inherits a ready socket); on Ray the proxies bind it on their nodes. Either
+way the controller first restores its checkpoint and adopts the replicas (and proxy)
+a previous controller left. It listens for RPCs on ``--address``, writes one
 JSON line to ``--ready-fd`` (``{"ok": true, ...}`` or ``{"ok": false, "error": ...}``)
 and runs until told to shut down, until its lifeline (stdin) closes, or until
 SIGTERM/SIGINT. On Ray only ``serval.shutdown()`` stops the replicas and proxies; when

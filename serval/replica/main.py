@@ -1,8 +1,9 @@
 """Entry point of a replica process: ``python -m serval.replica ADDRESS REPLICA_ID``.
 
 The process listens on ADDRESS and waits for the controller's ``InitReplica``. When
-its standard input is a pipe from the controller, end-of-file there means the
-controller is gone, and the replica exits rather than linger as an orphan.
+its standard input is a pipe (the supervisor's lifeline, shared with the controller on
+the local runtime; its Ray host's on Ray), end-of-file there means serval is gone, and
+the replica exits rather than linger as an orphan.
 """
 
 from __future__ import annotations
