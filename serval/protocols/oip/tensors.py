@@ -8,6 +8,7 @@ extension, gRPC's ``raw_*_contents``) are the row-major little-endian bytes, and
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,7 +84,7 @@ def _count(name: str, shape: list[int]) -> int:
         raise InvalidTensorError(
             f"input {name!r}: 'shape' must be a list of non-negative integers, got {shape!r}"
         )
-    return int(np.prod(shape, dtype=np.int64))
+    return math.prod(shape)
 
 
 def _check_datatype(name: str, datatype: Any) -> np.dtype[Any]:
@@ -121,18 +122,17 @@ def array_from_data(name: str, datatype: str, shape: list[int], data: Any) -> np
         arr = np.empty(count, dtype=object)
         arr[:] = [v.encode() if isinstance(v, str) else v for v in flat]
         return arr.reshape(shape)
-    if datatype == "BOOL":
-        ok = all(isinstance(v, bool) for v in flat)
-    else:
-        ok = all(isinstance(v, int | float) and not isinstance(v, bool) for v in flat)
-        if ok and dtype.kind in "iu":
-            ok = all(float(v).is_integer() for v in flat)
-    if not ok:
+    try:
+        parsed = np.asarray(flat)  # one vectorised pass; its kind says what the JSON held
+    except ValueError as exc:
+        raise InvalidTensorError(f"input {name!r}: 'data' is not a flat list: {exc}") from None
+    allowed = "b" if datatype == "BOOL" else ("iu" if dtype.kind in "iu" else "iuf")
+    if parsed.size and parsed.dtype.kind not in allowed:
         raise InvalidTensorError(
             f"input {name!r}: 'data' does not hold {datatype} values (got e.g. {flat[0]!r})"
         )
     try:
-        return np.asarray(flat, dtype=dtype).reshape(shape)
+        return parsed.astype(dtype, copy=False).reshape(shape)
     except (OverflowError, ValueError) as exc:
         raise InvalidTensorError(f"input {name!r}: 'data' does not fit {datatype}: {exc}") from None
 
