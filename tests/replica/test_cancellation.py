@@ -201,3 +201,13 @@ def test_a_queued_request_whose_client_left_never_runs(serve: str, tmp_path: Pat
     (tmp_path / "hold2.release").touch()
     assert httpx.get(f"{serve}/s?name=hold2", timeout=60).text == "released"
     assert not (tmp_path / "g.started").exists()
+
+
+def test_cancelling_a_streaming_response_stops_the_generator(serve: str, tmp_path: Path) -> None:
+    handle = serval.run(Streams.bind(str(tmp_path)), name="s", route_prefix=None)
+    stream = handle.options(stream=True).chunks.remote("k")
+    assert next(iter(stream)) == "chunk 0\n"
+    stream.cancel()
+    with pytest.raises(RequestCancelledError):
+        next(iter(stream))
+    wait_for((tmp_path / "k.cancelled").exists, timeout_s=60, what="the generator stopped")
