@@ -79,7 +79,7 @@ class Scorer(OIPModels):
             max_models=config.max_models_per_replica, max_bytes=config.max_bytes
         )
 
-    @serval.multiplexed(max_num_models_per_replica=64, max_concurrent_loads=8)
+    @serval.multiplexed(max_num_models_per_replica=64)  # loads bounded by memory: no cap
     async def get_model(self, model_id: str) -> Any:
         import serval.models
         from serval.apps._tenants import as_model
