@@ -139,8 +139,10 @@ def test_detached_instance_survives_a_controller_kill_and_shuts_down_clean(
     # Orphans go to the supervisor (a child subreaper), not to init.
     sup = supervisor_status.read_status(_driver.state_dir())
     assert sup is not None
-    for pid in replicas:
-        assert psutil.Process(pid).ppid() == sup["pid"]
+    wait_for(
+        lambda: all(psutil.Process(pid).ppid() == sup["pid"] for pid in replicas),
+        what="the replicas to be reparented to the supervisor",
+    )
     assert serval.status().applications["v"].status.value == "RUNNING"
     done = _serval_cli("shutdown", "-y")
     assert done.returncode == 0, done.stderr
