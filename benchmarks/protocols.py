@@ -49,17 +49,8 @@ message Msg { string text = 1; }
 
 BARE_WS = """
 import sys, uvicorn
-async def app(scope, receive, send):
-    if scope["type"] != "websocket":
-        return
-    await receive()
-    await send({"type": "websocket.accept"})
-    while True:
-        m = await receive()
-        if m["type"] == "websocket.disconnect":
-            return
-        await send({"type": "websocket.send", "text": m.get("text")})
-uvicorn.run(app, port=int(sys.argv[1]), log_level="warning", http="httptools")
+from benchmarks.protocols import ws_echo_asgi
+uvicorn.run(ws_echo_asgi, port=int(sys.argv[1]), log_level="warning", http="httptools")
 """
 
 BARE_GRPC = """
@@ -80,7 +71,7 @@ asyncio.run(main())
 
 
 async def ws_echo_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """The same echo as BARE_WS, deployed on serval."""
+    """The echo both sides serve: bare on uvicorn (BARE_WS), and deployed on serval."""
     await receive()
     await send({"type": "websocket.accept"})
     while True:

@@ -155,15 +155,7 @@ class ProxyApp:
                 f"{self._max_body} bytes (max_request_body_bytes)",
             )
             return 413
-        model_id = ""
-        request_id = ""
-        for name, value in scope["headers"]:
-            if name == _MODEL_ID:
-                model_id = value.decode("latin-1")
-            elif name == _REQUEST_ID:
-                request_id = value.decode("latin-1")
-        if not request_id:
-            request_id = f"{self._id_prefix}{next(self._ids):x}"
+        model_id, request_id = self._header_ids(scope)
         client = scope.get("client") or ("", 0)
         prefix = route.prefix
         request = HttpRequest(
@@ -223,12 +215,8 @@ class ProxyApp:
         self.split.record(route.app, to_canary, status, time.perf_counter() - started)
         return status
 
-    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = self.routes.match(scope["path"])
-        if route is None:
-            logger.info("websocket %s: no route", scope["path"][:200])
-            await send({"type": "websocket.close", "code": 1008})  # HTTP 403 to the client
-            return
+    def _header_ids(self, scope: Scope) -> tuple[str, str]:
+        """(model id, request id) from the headers; a request id is made when none came."""
         model_id = ""
         request_id = ""
         for name, value in scope["headers"]:
@@ -236,11 +224,17 @@ class ProxyApp:
                 model_id = value.decode("latin-1")
             elif name == _REQUEST_ID:
                 request_id = value.decode("latin-1")
+        return model_id, request_id or f"{self._id_prefix}{next(self._ids):x}"
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self.routes.match(scope["path"])
+        if route is None:
+            logger.info("websocket %s: no route", scope["path"][:200])
+            await send({"type": "websocket.close", "code": 1008})  # HTTP 403 to the client
+            return
+        model_id, request_id = self._header_ids(scope)
         connect = connect_message(
-            scope,
-            "" if route.prefix == "/" else route.prefix,
-            request_id or f"{self._id_prefix}{next(self._ids):x}",
-            model_id,
+            scope, "" if route.prefix == "/" else route.prefix, request_id, model_id
         )
         router = self.ctx.router(route.app, route.deployment)
         await forward_websocket(router, connect, receive, send)
