@@ -98,3 +98,14 @@ class Load:
         self.stop.set()
         for t in self._threads:
             t.join()
+
+
+class DecodeMarker:
+    """A payload whose unpickling creates the file ``path``: a peer's frame built with
+    one proves, by the file's absence, that the receiver decoded nothing."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return (open, (self.path, "w"))

@@ -9,7 +9,6 @@ import glob
 import os
 import pickle
 import socket
-from typing import Any
 
 import pytest
 from starlette.requests import Request
@@ -21,20 +20,11 @@ from serval.transport.messages import Call
 from tests.faults._traffic import Traffic
 from tests.faults.conftest import FaultRecord
 from tests.observability._scrape import scrape
+from tests.utils import DecodeMarker
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 ROUNDS = 5
-
-
-class Marker:
-    """Unpickling this creates a file: proof that a payload was decoded."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
-        return (open, (self.path, "w"))
 
 
 @serval.deployment
@@ -68,7 +58,7 @@ def test_raw_peers(serve: str, serval_home: str, fault_report: FaultRecord) -> N
     (replica_sock,) = glob.glob(os.path.join(state, "r", "*.sock"))
     targets = [replica_sock, os.path.join(state, "controller.sock")]
     marker = os.path.join(serval_home, "pwned")
-    frame = bytes(encode_frame(1, Call("__call__", pickle.dumps(((Marker(marker),), {})))))
+    frame = bytes(encode_frame(1, Call("__call__", pickle.dumps(((DecodeMarker(marker),), {})))))
     attacks = [frame, frame * 50, os.urandom(4096)]
     before = scrape(serve).value("serval_transport_rejected_peers_total")
     sent = 0

@@ -17,16 +17,7 @@ from serval.transport.auth import CLIENT_PROOF_BYTES, MAGIC, SERVER_HELLO_BYTES
 from serval.transport.connection import encode_frame
 from serval.transport.messages import Call
 from tests.observability._scrape import scrape
-
-
-class Marker:
-    """Unpickling this creates a file: proof that a payload was decoded."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
-        return (open, (self.path, "w"))
+from tests.utils import DecodeMarker
 
 
 @serval.deployment
@@ -70,7 +61,7 @@ def test_a_raw_call_frame_to_a_replica_or_the_controller_runs_nothing(
     before = _driver.connect()["rejected_peers"]
 
     marker = os.path.join(serval_home, "pwned")
-    payload = pickle.dumps(((Marker(marker),), {}))
+    payload = pickle.dumps(((DecodeMarker(marker),), {}))
     pickle.loads(payload)[0][0].close()  # the payload is armed: unpickling makes the file
     os.unlink(marker)
     frame = encode_frame(1, Call("__call__", payload))

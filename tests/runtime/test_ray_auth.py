@@ -16,16 +16,7 @@ from serval.runtime._ray_hosts import REPLICA_PREFIX
 from serval.transport.auth import MAGIC, SERVER_HELLO_BYTES
 from serval.transport.connection import encode_frame
 from serval.transport.messages import Call, GetInfo
-
-
-class Marker:
-    """Unpickling this creates a file: proof that a payload was decoded."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
-        return (open, (self.path, "w"))
+from tests.utils import DecodeMarker
 
 
 @serval.deployment
@@ -73,7 +64,7 @@ def test_a_raw_tcp_call_frame_to_a_replica_or_the_controller_runs_nothing(
     before = _rejected_by_controller()
 
     marker = os.path.join(serval_home, "pwned")
-    payload = pickle.dumps(((Marker(marker),), {}))
+    payload = pickle.dumps(((DecodeMarker(marker),), {}))
     pickle.loads(payload)[0][0].close()  # the payload is armed: unpickling makes the file
     os.unlink(marker)
     frame = encode_frame(1, Call("__call__", payload))
