@@ -85,22 +85,21 @@ class Publisher:
         if info is None:
             return False
         fold(info.model_ids, delta.added, delta.removed)
-        update = Update(key, topic.update.version + 1, models=delta)
-        topic.update = Update(key, update.version, target=target)
-        alive = []
-        for conn, stream_id in topic.subscribers:
-            if not conn.closed:
-                conn.send(stream_id, update)
-                alive.append((conn, stream_id))
-        topic.subscribers = alive
+        version = topic.update.version + 1
+        # Subscribers get the change; the topic keeps the whole, for later subscribers.
+        self._send(
+            topic, Update(key, version, models=delta), stored=Update(key, version, target=target)
+        )
         return True
 
     def current(self, key: str) -> Update:
         return self._topic(key).update
 
     @staticmethod
-    def _send(topic: _Topic, update: Update) -> None:
-        topic.update = update
+    def _send(topic: _Topic, update: Update, stored: Update | None = None) -> None:
+        """Send ``update`` to the live subscribers; the topic's value becomes ``stored``
+        (default: ``update`` itself)."""
+        topic.update = stored if stored is not None else update
         alive = []
         for conn, stream_id in topic.subscribers:
             if not conn.closed:
