@@ -110,6 +110,8 @@ def start(
         config = validated(LoggingConfig, logging_config, "logging_config")
         instance_env["SERVAL_LOGGING_CONFIG"] = config.model_dump_json()
     traced = validated(TracingConfig, tracing_config, "tracing_config") if tracing_config else None
+    if traced is not None and traced.enabled and traced.exporter_import_path:
+        tracing.check_exporter(traced.exporter_import_path)  # fail here, not in every replica
     if traced is not None and traced.enabled:
         instance_env[tracing.ENV_VAR] = traced.model_dump_json()
     else:  # an instance started here traces only when asked to

@@ -79,6 +79,25 @@ def setup(component: str, config: TracingConfig | None = None) -> bool:
     return True
 
 
+def check_exporter(path: str) -> None:
+    """A ConfigError naming ``exporter_import_path`` when it does not import as a
+    callable (checked where the instance starts, before any process depends on it)."""
+    from serval._import import import_attr
+    from serval.exceptions import ConfigError
+
+    try:
+        factory = import_attr(path)
+    except Exception as exc:
+        raise ConfigError(
+            f"tracing_config.exporter_import_path: cannot import {path!r}: {exc}"
+        ) from None
+    if not callable(factory):
+        raise ConfigError(
+            f"tracing_config.exporter_import_path: {path!r} is not a function returning "
+            "span processors"
+        )
+
+
 def _processors(config: TracingConfig, component: str) -> Sequence[Any]:
     if config.exporter_import_path:
         from serval._import import import_attr

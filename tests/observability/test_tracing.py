@@ -135,6 +135,12 @@ def custom_exporter() -> list[Any]:
 def test_tracing_off_by_default_and_bad_config(serval_home: str, http_port: int) -> None:
     with pytest.raises(ConfigError, match="'sampling_ratio'"):
         serval.start(tracing_config={"enabled": True, "sampling_ratio": 2})
+    for path, words in [
+        ("no_such_module:exporter", "cannot import 'no_such_module:exporter'"),
+        ("os:sep", "'os:sep' is not a function"),
+    ]:
+        with pytest.raises(ConfigError, match=f"exporter_import_path: {words}"):
+            serval.start(tracing_config={"enabled": True, "exporter_import_path": path})
     serval.start(http_options={"port": http_port})
     serve.run(AsyncIngress.bind(Downstream.bind()), name="t", route_prefix="/t")
     assert httpx.get(f"http://127.0.0.1:{http_port}/t", params={"name": "x"}).text == "hi x"
