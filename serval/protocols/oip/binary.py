@@ -57,8 +57,8 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
     offset = 0
     size: Any
     for item in raw_inputs:
-        params = item.get("parameters") if isinstance(item, dict) else None
-        size = params.get("binary_data_size") if isinstance(params, dict) else None
+        params = _parameters(item, "input") if isinstance(item, dict) else {}
+        size = params.get("binary_data_size")
         if size is None:
             inputs.append(tensor_from_json(item))
             continue
@@ -74,12 +74,14 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
             f"the request carries {len(rest)} binary bytes, its inputs' binary_data_size "
             f"sum to {offset}"
         )
-    parameters = obj.get("parameters") or {}
-    if not isinstance(parameters, dict):
-        raise BadRequestError("field 'parameters' must be an object")
+    _no_duplicates([t.name for t in inputs], "input")
+    parameters = _parameters(obj, "request")
+    request_id = obj.get("id", "")
+    if not isinstance(request_id, str):
+        raise BadRequestError(f"field 'id' must be a string, got {request_id!r}")
     request = InferRequest(
         inputs,
-        id=str(obj.get("id", "")),
+        id=request_id,
         parameters=parameters,
         binary_default=bool(parameters.get("binary_data_output", False)),
     )
@@ -90,11 +92,31 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
         ):
             raise BadRequestError("field 'outputs' must be a list of {\"name\": ...}")
         request.outputs = [o["name"] for o in outputs]
+        _no_duplicates(request.outputs, "output")
         for o in outputs:
-            binary = (o.get("parameters") or {}).get("binary_data", request.binary_default)
+            binary = _parameters(o, "output").get("binary_data", request.binary_default)
             if binary:
                 request.binary_outputs.add(o["name"])
     return request
+
+
+def _parameters(obj: dict[str, Any], what: str) -> dict[str, Any]:
+    """``obj``'s ``parameters`` (an object, or absent)."""
+    parameters = obj.get("parameters")
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, dict):
+        where = "the request" if what == "request" else f"{what} {obj.get('name')!r}"
+        raise BadRequestError(f"'parameters' of {where} must be an object, got {parameters!r}")
+    return parameters
+
+
+def _no_duplicates(names: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise InvalidTensorError(f"{what} {name!r} is given more than once")
+        seen.add(name)
 
 
 def encode_response(

@@ -80,7 +80,8 @@ class OIPFrontend:
         return result
 
     async def unload(self, name: str) -> dict[str, Any]:
-        """Evict every loaded id of ``name`` (any version) from every replica."""
+        """Evict every loaded id of ``name`` (any version) from every replica; a name
+        that no replica holds and the registry lacks is ``ModelNotFoundError``."""
         from serval._process import current
         from serval.transport.messages import ListModels, ModelAdmin
 
@@ -89,15 +90,10 @@ class OIPFrontend:
         ctx = current()
         held = await ctx.controller.call(ListModels(), timeout_s=60)
         key = f"{handle.app_name}/{handle.deployment_name}"
-        ids = sorted(
-            {name}
-            | {
-                m
-                for ms in held.get(key, {}).values()
-                for m in ms
-                if m == name or m.startswith(name + "@")
-            }
-        )
+        loaded = {m for ms in held.get(key, {}).values() for m in ms if m.partition("@")[0] == name}
+        if not loaded:
+            await self.model_ready(name, None)  # raises ModelNotFoundError naming it
+        ids = sorted({name} | loaded)
         await ctx.controller.call(
             ModelAdmin(handle.app_name, handle.deployment_name, "evict", ids), timeout_s=120
         )

@@ -23,16 +23,27 @@ Mount it in an ingress deployment's ``__call__``::
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from serval.exceptions import BadRequestError, NotFoundError, ServalError, http_status_for
+from serval.context import get_request_context
+from serval.exceptions import (
+    BackPressureError,
+    BadRequestError,
+    NotFoundError,
+    ServalError,
+    http_status_for,
+)
+from serval.observability.logs_access import log_failure
 from serval.protocols.oip.binary import HEADER, encode_response, parse_request
 from serval.protocols.oip.frontend import OIPFrontend
 
 __all__ = ["OIPRest"]
+
+logger = logging.getLogger("serval.protocols.oip")
 
 
 class OIPRest:
@@ -50,7 +61,7 @@ class OIPRest:
         try:
             return await self._dispatch(request, parts)
         except ServalError as exc:
-            return JSONResponse({"error": str(exc)}, http_status_for(exc))
+            return _error_response(request, exc)
 
     async def _dispatch(self, request: Request, parts: list[str]) -> Response:
         method = request.method
@@ -98,6 +109,17 @@ class OIPRest:
             media_type="application/octet-stream",
             headers={HEADER: str(header_length)},
         )
+
+
+def _error_response(request: Request, exc: ServalError) -> Response:
+    """The protocol's ``{"error": ...}`` body; logged as the replica logs an error that
+    escapes a handler (a client error: one short line, no traceback)."""
+    request_id = get_request_context().request_id
+    log_failure(logger, exc, f"{request.method} {request.url.path} ({request_id})")
+    headers = None
+    if isinstance(exc, BackPressureError):
+        headers = {"Retry-After": str(max(1, round(exc.retry_after_s)))}
+    return JSONResponse({"error": str(exc)}, http_status_for(exc), headers=headers)
 
 
 def _v2_parts(path: str) -> list[str] | None:

@@ -129,12 +129,22 @@ def array_from_data(name: str, datatype: str, shape: list[int], data: Any) -> np
     allowed = "b" if datatype == "BOOL" else ("iu" if dtype.kind in "iu" else "iuf")
     if parsed.size and parsed.dtype.kind not in allowed:
         raise InvalidTensorError(
-            f"input {name!r}: 'data' does not hold {datatype} values (got e.g. {flat[0]!r})"
+            f"input {name!r}: 'data' does not hold {datatype} values "
+            f"(got {_first_misfit(flat, allowed)!r})"
         )
     try:
         return parsed.astype(dtype, copy=False).reshape(shape)
     except (OverflowError, ValueError) as exc:
         raise InvalidTensorError(f"input {name!r}: 'data' does not fit {datatype}: {exc}") from None
+
+
+def _first_misfit(flat: list[Any], allowed: str) -> Any:
+    """The first JSON value of ``flat`` that is not of the ``allowed`` numpy kinds."""
+    kinds = {"b": (bool,), "iu": (int,), "iuf": (int, float)}[allowed]
+    for v in flat:
+        if not isinstance(v, kinds) or (allowed != "b" and isinstance(v, bool)):
+            return v
+    return flat[0]
 
 
 def array_from_raw(
@@ -195,6 +205,8 @@ def tensor_from_json(obj: Any, raw: bytes | memoryview | None = None) -> Tensor:
     datatype = obj.get("datatype")
     shape = obj.get("shape")
     parameters = obj.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise InvalidTensorError(f"input {name!r}: 'parameters' must be an object")
     if raw is not None:
         array = array_from_raw(name, datatype, shape, raw)  # type: ignore[arg-type]
     elif "data" not in obj:

@@ -14,6 +14,7 @@ import pytest
 import serval
 from serval.apps._tenants import TenantSpec, generate, write_tenant
 from serval.apps.many_models import ManyModelsConfig, build_app
+from serval.observability import logs_files
 from tests.models._data import onnx_bytes, torchscript_bytes
 from tests.utils import free_port, serval_children, short_tmpdir, wait_for
 
@@ -31,6 +32,20 @@ def _put(root: str, name: str, version: str, filename: str, data: bytes) -> str:
     with open(path, "wb") as f:
         f.write(data)
     return path
+
+
+def assert_one_info_line_each(served: Served, expected: dict[str, str]) -> None:
+    """Every log record mentioning a key of ``expected`` is one short INFO line (no
+    traceback), and one of them says the value (``"404 ModelNotFoundError"``)."""
+    for token, what in expected.items():
+
+        def logged(token: str = token, what: str = what) -> bool:
+            return any(what in r for r in served.records(token))
+
+        wait_for(logged, timeout_s=30, what=f"the log line for {token}")
+        for record in served.records(token):
+            assert "\n" not in record and "Traceback" not in record, record
+            assert " INFO " in record and len(record) < 600, record
 
 
 @pytest.fixture(scope="session")
@@ -56,6 +71,13 @@ class Served:
     http: str  # host:port, as tritonclient.http takes it
     grpc: str  # host:port, as tritonclient.grpc takes it
     registry: str
+    logs: str  # the instance's log directory
+
+    def records(self, token: str) -> list[str]:
+        """Log records (a traceback stays with its line) of every serval process that
+        mention ``token``, the access log left out."""
+        records, _ = logs_files.read(logs_files.select(self.logs))
+        return [r for r in records if token in r and "serval.access" not in r]
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +104,12 @@ def served(registry: str) -> Iterator[Served]:
                 watch_interval_s=0,
             )
             serval.run(build_app(config), name="mm", route_prefix="/")
-            yield Served(f"127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", registry)
+            yield Served(
+                f"127.0.0.1:{http_port}",
+                f"127.0.0.1:{grpc_port}",
+                registry,
+                os.path.join(home, "t", "logs"),
+            )
         finally:
             serval.shutdown()
             wait_for(lambda: not serval_children(), timeout_s=30, what="serval to exit")

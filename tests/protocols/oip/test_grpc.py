@@ -16,7 +16,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from serval.apps._tenants import as_model, sample_rows
-from tests.protocols.oip.conftest import Served
+from tests.protocols.oip.conftest import Served, assert_one_info_line_each
 
 ROWS = np.asarray(sample_rows(4), dtype=np.float64)
 
@@ -89,3 +89,19 @@ def test_bad_input_codes(client: grpcclient.InferenceServerClient) -> None:
     big = [_input("input-0", np.ones((200_000, 4)), "FP64")]  # 6.4 MB > gRPC's 4 MB
     err = _error(lambda: client.infer("tenant2", big))
     assert err.status() == str(grpc.StatusCode.RESOURCE_EXHAUSTED)
+
+
+def test_client_errors_are_one_log_line(
+    client: grpcclient.InferenceServerClient, served: Served
+) -> None:
+    """NOT_FOUND and INVALID_ARGUMENT: one short INFO line each in the logs."""
+    rows = [_input("input-0", ROWS, "FP64")]
+    err = _error(lambda: client.infer("grpc-logcheck-model", rows))
+    assert err.status() == str(grpc.StatusCode.NOT_FOUND)
+    err = _error(lambda: client.infer("tenant2", [_input("grpc-logcheck-input", ROWS, "FP64")]))
+    assert err.status() == str(grpc.StatusCode.INVALID_ARGUMENT)
+    tokens = {
+        "grpc-logcheck-model": "404 ModelNotFoundError",
+        "grpc-logcheck-input": "400 InvalidTensorError",
+    }
+    assert_one_info_line_each(served, tokens)

@@ -16,7 +16,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from serval.apps._tenants import as_model, sample_rows
-from tests.protocols.oip.conftest import TORCH_META, Served
+from tests.protocols.oip.conftest import TORCH_META, Served, assert_one_info_line_each
 from tests.utils import wait_for
 
 ROWS = np.asarray(sample_rows(3), dtype=np.float64)
@@ -146,6 +146,15 @@ def test_repository_index_load_unload(client: httpclient.InferenceServerClient) 
     wait_for(lambda: state("tenant5") == "UNAVAILABLE", timeout_s=60, what="tenant5 unloaded")
 
 
+def test_repository_load_and_unload_of_an_unknown_model(
+    client: httpclient.InferenceServerClient,
+) -> None:
+    err = _error(lambda: client.unload_model("nosuchrepomodel"))
+    assert err.status() == "404" and "nosuchrepomodel" in err.message()
+    err = _error(lambda: client.load_model("nosuchrepomodel"))
+    assert err.status() == "404" and "nosuchrepomodel" in err.message()
+
+
 def _error(call: Any) -> InferenceServerException:
     with pytest.raises(InferenceServerException) as info:
         call()
@@ -200,8 +209,52 @@ def test_bad_bodies(served: Served) -> None:
     assert r.status_code == 400 and "needs 4 elements" in r.text
     r = httpx.post(base, content=b"{not json", timeout=60)
     assert r.status_code == 400 and "malformed JSON" in r.text
+    # 'parameters' that are not objects (of an input, an output, the request)
+    ok_input = head + b'"data":[1,2,3,4]'
+    r = httpx.post(base, content=ok_input + b',"parameters":"p"}]}', timeout=60)
+    assert r.status_code == 400 and "'parameters' of input 'input-0'" in r.text
+    r = httpx.post(
+        base,
+        content=ok_input + b'}],"outputs":[{"name":"predict","parameters":[1]}]}',
+        timeout=60,
+    )
+    assert r.status_code == 400 and "'parameters' of output 'predict'" in r.text
+    r = httpx.post(base, content=ok_input + b'}],"parameters":[]}', timeout=60)
+    assert r.status_code == 400 and "'parameters' of the request" in r.text
+    # the same input twice; an id that is not a string
+    tensor = b'{"name":"input-0","shape":[1,4],"datatype":"FP64","data":[1,2,3,4]}'
+    r = httpx.post(base, content=b'{"inputs":[' + tensor + b"," + tensor + b"]}", timeout=60)
+    assert r.status_code == 400 and "input 'input-0' is given more than once" in r.text
+    r = httpx.post(base, content=ok_input + b'}],"id":7}', timeout=60)
+    assert r.status_code == 400 and "field 'id' must be a string" in r.text
+    # a value of the wrong type is named
+    r = httpx.post(base, content=head + b'"data":[1,2,"x3",4]}]}', timeout=60)
+    assert r.status_code == 400 and "does not hold FP64 values (got 'x3')" in r.text
     # over the size limit
     r = httpx.post(base, content=b"x" * 1_200_000, timeout=60)
     assert r.status_code == 413
     r = httpx.get(f"http://{served.http}/v2/nothing/here", timeout=60)
     assert r.status_code == 404 and "/v2/nothing/here" in r.text
+
+
+def test_client_errors_are_one_log_line(
+    client: httpclient.InferenceServerClient, served: Served
+) -> None:
+    """Unknown model (infer, unload), a tensor the model does not take, a malformed
+    body: the client gets 404/400, the logs get one short INFO line each (no traceback)."""
+    rows = [_input("input-0", ROWS, "FP64", True)]
+    assert _error(lambda: client.infer("logcheck-model", rows)).status() == "404"
+    assert _error(lambda: client.unload_model("logcheck-unload")).status() == "404"
+    odd = [_input("logcheck-input", ROWS, "FP64", True)]
+    assert _error(lambda: client.infer("tenant2", odd)).status() == "400"
+    body = b'{"inputs":[{"name":"input-0","shape":[1,4],"datatype":"FP64","data":[1,2,3,4],'
+    body += b'"parameters":"logcheck-params"}]}'
+    r = httpx.post(f"http://{served.http}/v2/models/tenant2/infer", content=body, timeout=60)
+    assert r.status_code == 400
+    tokens = {
+        "logcheck-model": "404 ModelNotFoundError",
+        "logcheck-unload": "404 ModelNotFoundError",
+        "logcheck-input": "400 InvalidTensorError",
+        "logcheck-params": "400 BadRequestError",
+    }
+    assert_one_info_line_each(served, tokens)
