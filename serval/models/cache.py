@@ -49,7 +49,7 @@ from serval.models._sizes import format_bytes
 from serval.models._slots import LoadSlots, SizeRecord, Ticket, machine_budget
 from serval.models.config import CacheConfig, validated
 from serval.models.eviction import Budget, make_admission, make_policy
-from serval.models.sizing import Sizer, measure
+from serval.models.sizing import SizeWalk, Sizer, measure
 from serval.models.stats import ModelCounters, TierStats
 from serval.observability.process import LOAD_LATENCY
 
@@ -60,6 +60,9 @@ logger = logging.getLogger("serval.models")
 Loader = Callable[[str], Awaitable[Any]]
 _AS_IS = (ModelNotFoundError, BadRequestError)  # raised to callers unchanged, not retried
 _NO_RETRY = (ConfigError, TypeError)  # a retry would fail the same way
+# Objects a model's size walk visits on the event loop before the rest goes to a thread
+# (a scikit-learn estimator is ~50; 1,000 take well under a millisecond).
+_INLINE_WALK_OBJECTS = 1_000
 
 
 @dataclass(eq=False)
@@ -403,8 +406,12 @@ class ModelCache:
     async def _measure(self, model_id: str, model: Any) -> int:
         try:
             if self._sizer is None and not _has_size_hook(model):
-                # The estimate walks the object graph: off the event loop.
-                return await asyncio.to_thread(measure, model, None)
+                # The estimate walks the object graph: a small model in place (a thread
+                # hop costs more than its walk), the rest of a large one off the loop.
+                walk = SizeWalk(model)
+                if not walk.step(_INLINE_WALK_OBJECTS):
+                    await asyncio.to_thread(walk.step)
+                return walk.total
             # A sizer or a __serval_nbytes__ hook answers at once: no thread hop.
             return measure(model, self._sizer)
         except Exception as exc:

@@ -27,7 +27,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Sizer", "estimate_nbytes", "measure"]
+__all__ = ["SizeWalk", "Sizer", "estimate_nbytes", "measure"]
 
 Sizer = Callable[[Any], int]
 
@@ -56,28 +56,42 @@ def measure(model: Any, sizer: Sizer | None = None) -> int:
     return estimate_nbytes(model)
 
 
-class _Walk:
-    def __init__(self) -> None:
+class SizeWalk:
+    """The walk behind :func:`estimate_nbytes`, resumable: ``step(root, n)`` visits at
+    most ``n`` objects and says whether the walk is over, so a caller can size a small
+    model in place and hand only a large one's remaining walk to a thread::
+
+        walk = SizeWalk(model)
+        if not walk.step(1_000):
+            await asyncio.to_thread(walk.step)
+        size = walk.total
+    """
+
+    def __init__(self, root: Any = None) -> None:
         self.total = 0
         self.seen: set[int] = set()  # ids of objects counted
         self.owned: set[int] = set()  # ids of arrays that own a counted buffer
         self.buffers: set[tuple[int, int]] = set()  # (data pointer, nbytes) counted
         self.stack: list[Any] = []
         self.temporaries: list[Any] = []  # made during the walk: alive, so ids stay unique
+        if root is not None:
+            self.push(root)
 
     def push(self, obj: Any) -> None:
         if id(obj) not in self.seen:
             self.stack.append(obj)
 
-    def run(self, root: Any) -> int:
-        self.push(root)
-        while self.stack and len(self.seen) < _MAX_OBJECTS:
+    def step(self, max_objects: int = _MAX_OBJECTS) -> bool:
+        """Visit up to ``max_objects`` more objects; True when the walk is over (every
+        object counted, or the overall cap reached: the total is then a floor)."""
+        stop = min(len(self.seen) + max_objects, _MAX_OBJECTS)
+        while self.stack and len(self.seen) < stop:
             obj = self.stack.pop()
             if id(obj) in self.seen or isinstance(obj, _SHARED):
                 continue
             self.seen.add(id(obj))
             self.visit(obj)
-        return self.total
+        return not self.stack or len(self.seen) >= _MAX_OBJECTS
 
     def visit(self, obj: Any) -> None:
         if isinstance(obj, _ATOMS):
@@ -144,7 +158,9 @@ class _Walk:
 
 def estimate_nbytes(obj: Any) -> int:
     """A deep estimate of the memory ``obj`` keeps alive (see the module docs)."""
-    return _Walk().run(obj)
+    walk = SizeWalk(obj)
+    walk.step()
+    return walk.total
 
 
 def _is_ndarray(obj: Any) -> bool:
