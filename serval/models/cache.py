@@ -49,7 +49,7 @@ from serval.models._sizes import format_bytes
 from serval.models._slots import LoadSlots, SizeRecord, Ticket, machine_budget
 from serval.models.config import CacheConfig, validated
 from serval.models.eviction import Budget, make_admission, make_policy
-from serval.models.sizing import SizeWalk, Sizer, measure
+from serval.models.sizing import Sizer, SizeWalk, measure
 from serval.models.stats import ModelCounters, TierStats
 from serval.observability.process import LOAD_LATENCY
 
