@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from serval.models import ModelCache
-from serval.models import cache as cache_module
 from serval.models.sizing import SizeWalk, estimate_nbytes, measure
 
 
@@ -63,7 +62,7 @@ async def test_the_cache_sizes_a_small_model_in_place_and_a_large_one_in_a_threa
         threads.append(func)
         return await to_thread(func, *args)
 
-    monkeypatch.setattr(cache_module.asyncio, "to_thread", counting)
+    monkeypatch.setattr(asyncio, "to_thread", counting)
 
     async def load(model_id: str) -> Any:
         return Holder(parts=[str(i) for i in range(objects)])
