@@ -200,14 +200,15 @@ def print_urls(base: str, per_second: float, token: str, token_file: str) -> Non
     cli = "serval"
     if shutil.which("serval") != os.path.join(venv_bin, "serval"):
         cli = os.path.relpath(os.path.join(venv_bin, "serval"))
+    rel_token = os.path.relpath(token_file)
     moving = f"; {per_second:g} requests/s keep the figures moving" if per_second > 0 else ""
     console.print(f"\n[bold green]serval keeps serving at {base}[/] (Ctrl-C stops it){moving}")
     lines = [
         ("dashboard", f"{base}/-/dashboard#token={token}"),
-        ("metrics", f"{base}/-/metrics"),
+        ("metrics", f'curl -s {base}/-/metrics -H "authorization: Bearer $(cat {rel_token})"'),
         ("score", f"curl -s {base}/score -H 'content-type: application/json' -d '{body}'"),
         ("oip", f"curl -s {base}/v2/models/tenant7  (Open Inference Protocol v2)"),
-        ("models", f"SERVAL_ADMIN_TOKEN=$(cat {os.path.relpath(token_file)}) {cli} models ls"),
+        ("models", f"SERVAL_ADMIN_TOKEN=$(cat {rel_token}) {cli} models ls"),
         ("logs", f"{cli} logs --follow --component replica"),
     ]
     for name, text in lines:

@@ -38,7 +38,7 @@ from serval.observability.http import HttpMetrics
 from serval.observability.logs_access import cut
 from serval.observability.process import enabled as metrics_enabled
 from serval.observability.scrape import metrics_text
-from serval.proxy.admin import build_admin_app
+from serval.proxy.admin import BearerAuth, build_admin_app
 from serval.proxy.disconnect import cancel_on_disconnect
 from serval.proxy.routes import RouteTable
 from serval.proxy.split import TrafficSplit
@@ -92,6 +92,11 @@ class ProxyApp:
         self._timeout = options.request_timeout_s
         self._max_body = options.max_request_body_bytes
         self.http_metrics = HttpMetrics() if metrics_enabled() else None
+        # With an admin token the scrape needs it too (model ids are tenant names);
+        # Prometheus sends it with `authorization: {credentials: ...}`.
+        self._metrics: Any = self._scrape
+        if token:
+            self._metrics = BearerAuth(self._scrape, token)
 
     def on_routes(self, update: Update) -> None:
         if update.routes is not None:
@@ -114,6 +119,8 @@ class ProxyApp:
                 await self.admin(scope, receive, send)
             elif path.startswith("/-/dashboard"):
                 await self.dashboard(scope, receive, send)
+            elif path == "/-/metrics":
+                await self._metrics(scope, receive, send)
             else:
                 await self._admin(path, send)
             return
@@ -322,16 +329,18 @@ class ProxyApp:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    async def _scrape(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.http_metrics is None:
+            await _plain(send, 404, "metrics are off in this instance (SERVAL_METRICS=0)")
+        else:
+            await _respond(send, 200, [_METRICS], await metrics_text(self.ctx))
+
     async def _admin(self, path: str, send: Send) -> None:
         if path == "/-/healthz":
             await _plain(send, 200, "success")
         elif path == "/-/routes":
             table = {r.prefix: r.app for r in self.routes.routes}
             await _respond(send, 200, [_JSON], json.dumps(table).encode())
-        elif path == "/-/metrics" and self.http_metrics is not None:
-            await _respond(send, 200, [_METRICS], await metrics_text(self.ctx))
-        elif path == "/-/metrics":
-            await _plain(send, 404, "metrics are off in this instance (SERVAL_METRICS=0)")
         else:
             await _plain(send, 404, f"Path '{path}' not found.")
 

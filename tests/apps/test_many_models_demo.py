@@ -87,7 +87,7 @@ def test_keeps_serving_prints_urls_and_stops_on_ctrl_c(serval_home: str, tmp_pat
         base = f"http://127.0.0.1:{port}"
         token = re.search(rf"{re.escape(base)}/-/dashboard#token=(\S+)", text)
         assert token, text
-        assert f"{base}/-/metrics" in text and "models ls" in text
+        assert "models ls" in text
         curl = re.search(r"curl -s (\S+) -H '([^']+)' -d '([^']+)'", text)
         assert curl and curl.group(1) == f"{base}/score", text
         r = httpx.post(
@@ -100,7 +100,15 @@ def test_keeps_serving_prints_urls_and_stops_on_ctrl_c(serval_home: str, tmp_pat
         headers = {"authorization": f"Bearer {token.group(1)}"}
         data = httpx.get(f"{base}/-/dashboard/data", headers=headers, timeout=30).json()
         assert data["applications"][0]["name"] == "many_models"
-        assert "serval_http_requests_total" in httpx.get(f"{base}/-/metrics", timeout=30).text
+        scrape = re.search(
+            r"curl -s (\S+/-/metrics) -H \"authorization: Bearer \$\(cat (\S+)\)\"", text
+        )
+        assert scrape and scrape.group(1) == f"{base}/-/metrics", text
+        with open(os.path.join(ROOT, scrape.group(2))) as f:  # the command works as printed
+            assert f.read().strip() == token.group(1)
+        assert httpx.get(f"{base}/-/metrics", timeout=30).status_code == 401
+        r = httpx.get(f"{base}/-/metrics", headers=headers, timeout=30)
+        assert "serval_http_requests_total" in r.text
         # The trickle keeps traffic flowing while it serves.
         before = data["routes"][0]["requests"]
         wait_for(

@@ -146,3 +146,17 @@ def test_metrics_can_be_switched_off(
     assert httpx.get(f"{base}/hello", timeout=30).status_code == 200
     r = httpx.get(f"{base}/-/metrics", timeout=30)
     assert r.status_code == 404 and "SERVAL_METRICS=0" in r.text
+
+
+def test_the_scrape_needs_the_admin_token_when_one_is_set(serval_home: str, http_port: int) -> None:
+    token = "scrape-admin-token-0123"
+    serval.start(http_options={"port": http_port, "admin_token": token})
+    serval.run(hello.bind(), name="h", route_prefix="/hello")
+    base = f"http://127.0.0.1:{http_port}"
+    assert httpx.get(f"{base}/hello", timeout=30).status_code == 200
+    assert httpx.get(f"{base}/-/metrics", timeout=30).status_code == 401
+    wrong = {"authorization": "Bearer not-the-token-at-all"}
+    assert httpx.get(f"{base}/-/metrics", headers=wrong, timeout=30).status_code == 403
+    r = httpx.get(f"{base}/-/metrics", headers={"authorization": f"Bearer {token}"}, timeout=30)
+    assert r.status_code == 200 and "serval_http_requests_total" in r.text
+    assert httpx.get(f"{base}/-/healthz", timeout=30).status_code == 200  # probes stay open
