@@ -9,6 +9,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -53,6 +54,10 @@ class Flaky:
 
 @serve.deployment(**FAST_STOP)
 async def sleeper(request: Request) -> str:
+    started = request.query_params.get("started")
+    if started:  # tells the test the request is in the replica
+        with open(started, "w") as f:
+            f.write("started")
     await asyncio.sleep(float(request.query_params["s"]))
     return "finished"
 
@@ -151,16 +156,18 @@ def test_unhealthy_replica_is_replaced(serve: str, tmp_path: object) -> None:
     assert serval.status().applications["f"].status == "RUNNING"
 
 
-def test_delete_drains_in_flight_requests(serve: str) -> None:
+def test_delete_drains_in_flight_requests(serve: str, tmp_path: Path) -> None:
     serval.run(sleeper.bind(), name="s", route_prefix="/s")
     result: dict[str, httpx.Response] = {}
+    started = tmp_path / "started"
 
     def call() -> None:
-        result["r"] = httpx.get(f"{serve}/s", params={"s": "1.0"}, timeout=30)
+        params = {"s": "1.0", "started": str(started)}
+        result["r"] = httpx.get(f"{serve}/s", params=params, timeout=30)
 
     t = threading.Thread(target=call)
     t.start()
-    time.sleep(0.3)
+    wait_for(started.exists, what="the request to reach the replica")
     serval.delete("s")  # waits until the replica drained
     t.join()
     assert result["r"].status_code == 200
