@@ -49,6 +49,13 @@ def _demo(serval_home: str, tmp: str, port: int, *extra: str) -> list[str]:
     ]
 
 
+def _figure(stdout: str, name: str) -> str:
+    """A row of the demo's table: ``│ errors │ 0 │`` -> ``0``."""
+    found = re.search(rf"│\s*{re.escape(name)}\s*│ ([^│]*?)\s*│", stdout)
+    assert found, stdout[-3000:]
+    return found.group(1)
+
+
 def test_once_runs_the_burst_and_exits(serval_home: str, tmp_path: object) -> None:
     run = subprocess.run(
         _demo(serval_home, str(tmp_path), free_port(), "--once"),
@@ -60,6 +67,44 @@ def test_once_runs_the_burst_and_exits(serval_home: str, tmp_path: object) -> No
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "hot-cache hit ratio" in run.stdout and "now served by" in run.stdout
     assert "keeps serving" not in run.stdout
+    assert _figure(run.stdout, "errors") == "0"
+
+
+@pytest.mark.slow
+@pytest.mark.demo
+@pytest.mark.timeout(1200)
+def test_once_at_the_default_tenant_count(serval_home: str, tmp_path: object) -> None:
+    """``make run`` as it is: the default tenant count (10,000), generated, served, the
+    burst answered without an error, and the table reporting what happened."""
+    registry = os.path.join(str(tmp_path), "registry")
+    port_and_registry = ["--port", str(free_port()), "--registry", registry]
+    run = subprocess.run(
+        [sys.executable, "-m", "serval.apps.many_models_demo", "--once", *port_and_registry],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    tenants = [n for n in os.listdir(registry) if os.path.isdir(os.path.join(registry, n, "1"))]
+    assert len(tenants) == 10_000, len(tenants)
+    assert "10000 tenants in" in run.stdout
+    requests = re.fullmatch(
+        r"([\d,]+) \(([\d,]+) distinct of 10,000 tenants\)", _figure(run.stdout, "requests")
+    )
+    assert requests, run.stdout[-3000:]
+    sent, distinct = (int(g.replace(",", "")) for g in requests.groups())
+    assert sent == 4000 and 1 < distinct <= 4000
+    assert _figure(run.stdout, "errors") == "0"
+    loads = int(_figure(run.stdout, "model loads (into replica memory)"))
+    assert loads >= distinct  # every distinct tenant was loaded at least once
+    warm, cold = _figure(run.stdout, "of which from the warm tier / the registry").split(" / ")
+    # A fresh warm tier: each tenant came from the registry once (twice when a second
+    # replica loaded it before the first one's warm-tier write landed).
+    assert int(warm) + int(cold) == loads and int(cold) >= distinct
+    assert "now served by pool1" in run.stdout
+    assert "'model_name': 'tenant3'" in run.stdout
 
 
 @pytest.mark.slow

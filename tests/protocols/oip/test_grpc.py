@@ -3,19 +3,16 @@
 
 from __future__ import annotations
 
-import io
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import grpc
-import joblib
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from serval.apps._tenants import as_model, sample_rows
+from serval.apps._tenants import read_tenant, sample_rows
 from tests.protocols.oip.conftest import Served, assert_one_info_line_each
 
 ROWS = np.asarray(sample_rows(4), dtype=np.float64)
@@ -51,8 +48,7 @@ def test_live_ready_metadata(client: grpcclient.InferenceServerClient) -> None:
 
 
 def test_infer_matches_the_model(client: grpcclient.InferenceServerClient, served: Served) -> None:
-    with open(os.path.join(served.registry, "iris", "1", "model.joblib"), "rb") as f:
-        model = as_model(joblib.load(io.BytesIO(f.read())))
+    model = read_tenant(served.registry, "iris", 1)
     result = client.infer(
         "iris",
         [_input("input-0", ROWS, "FP64")],

@@ -3,19 +3,16 @@ the many-models app over generated scikit-learn, ONNX and TorchScript models."""
 
 from __future__ import annotations
 
-import io
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import joblib
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from serval.apps._tenants import as_model, sample_rows
+from serval.apps._tenants import read_tenant, sample_rows
 from tests.protocols.oip.conftest import TORCH_META, Served, assert_one_info_line_each
 from tests.utils import wait_for
 
@@ -23,8 +20,7 @@ ROWS = np.asarray(sample_rows(3), dtype=np.float64)
 
 
 def _tenant(registry: str, name: str, version: str = "1") -> Any:
-    with open(os.path.join(registry, name, version, "model.joblib"), "rb") as f:
-        return as_model(joblib.load(io.BytesIO(f.read())))
+    return read_tenant(registry, name, version)
 
 
 def _input(name: str, array: np.ndarray, datatype: str, binary: bool) -> httpclient.InferInput:
