@@ -33,6 +33,26 @@ FAMILIES: Final[dict[str, FamilySpec]] = {
     "serval_http_request_errors": FamilySpec(
         "counter", "HTTP requests answered with a status code >= 400."
     ),
+    "serval_grpc_requests": FamilySpec(
+        "counter",
+        "gRPC calls answered by the proxy's gRPC ingress "
+        "(application, deployment, method, status_code: the gRPC status name).",
+    ),
+    "serval_grpc_request_latency_seconds": FamilySpec(
+        "histogram", "Time from a gRPC call's arrival at the proxy to its last message."
+    ),
+    "serval_grpc_request_errors": FamilySpec(
+        "counter", "gRPC calls answered with a status other than OK."
+    ),
+    "serval_websocket_open_connections": FamilySpec(
+        "gauge", "WebSockets the proxy carries now (application, deployment, route)."
+    ),
+    "serval_websocket_connections": FamilySpec(
+        "counter", "WebSocket handshakes the proxy forwarded to a deployment."
+    ),
+    "serval_websocket_connection_duration_seconds": FamilySpec(
+        "histogram", "How long the proxy's WebSockets stayed open."
+    ),
     # routers (proxies and replicas that hold handles)
     "serval_router_queued_requests": FamilySpec(
         "gauge", "Requests waiting in a router's queue for a free replica."

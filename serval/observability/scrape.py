@@ -64,6 +64,8 @@ def install_proxy(app: Any) -> None:
     metrics.identify("proxy")
     if app.http_metrics is not None:
         metrics.add_source("http", app.http_metrics.families)
+        metrics.add_source("grpc", app.grpc_metrics.families)
+        metrics.add_source("websocket", app.ws_metrics.families)
     metrics.add_source("routers", lambda: router_families(app.ctx.routers))
 
 

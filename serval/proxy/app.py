@@ -35,6 +35,7 @@ from serval.observability import tracing
 from serval.observability.dashboard import Dashboard
 from serval.observability.families import UNMATCHED_ROUTE
 from serval.observability.http import HttpMetrics
+from serval.observability.ingress import GrpcMetrics, WebSocketMetrics
 from serval.observability.logs_access import cut
 from serval.observability.process import enabled as metrics_enabled
 from serval.observability.scrape import metrics_text
@@ -92,6 +93,8 @@ class ProxyApp:
         self._timeout = options.request_timeout_s
         self._max_body = options.max_request_body_bytes
         self.http_metrics = HttpMetrics() if metrics_enabled() else None
+        self.ws_metrics = WebSocketMetrics() if metrics_enabled() else None
+        self.grpc_metrics = GrpcMetrics() if metrics_enabled() else None  # the gRPC ingress'
         # With an admin token the scrape needs it too (model ids are tenant names);
         # Prometheus sends it with `authorization: {credentials: ...}`.
         self._metrics: Any = self._scrape
@@ -244,7 +247,17 @@ class ProxyApp:
             scope, "" if route.prefix == "/" else route.prefix, request_id, model_id
         )
         router = self.ctx.router(route.app, route.deployment)
-        await forward_websocket(router, connect, receive, send)
+        metrics = self.ws_metrics
+        if metrics is None:
+            await forward_websocket(router, connect, receive, send)
+            return
+        key = (route.app, route.deployment, route.prefix)
+        metrics.opened(key)
+        started = time.perf_counter()
+        try:
+            await forward_websocket(router, connect, receive, send)
+        finally:
+            metrics.closed(key, time.perf_counter() - started)
 
     async def _forward(self, app: str, deployment: str, request: HttpRequest, send: Send) -> int:
         """Place the request, relay the answer; returns the status code sent."""

@@ -41,6 +41,7 @@ from serval.exceptions import (
     ServalError,
 )
 from serval.handle import DeploymentHandle
+from serval.observability.ingress import GrpcMetrics
 from serval.transport.messages import GetStatus
 
 logger = logging.getLogger("serval.proxy")
@@ -127,9 +128,10 @@ def _methods_of(handlers: list[Any]) -> list[RpcMethod]:
 class GrpcIngress:
     """Routes the calls of the registered methods to the applications' ingress."""
 
-    def __init__(self, ctx: Any, options: GRPCOptions) -> None:
+    def __init__(self, ctx: Any, options: GRPCOptions, metrics: GrpcMetrics | None = None) -> None:
         self.ctx = ctx
         self.options = options
+        self.metrics = metrics
         self._apps: dict[str, str] = {}
         self._apps_at = 0.0
 
@@ -149,10 +151,11 @@ class GrpcIngress:
             raise NotFoundError(f"application {app!r} not found; running: {sorted(self._apps)}")
         return app, self._apps[app]
 
-    async def _handle(self, method: RpcMethod, context: Any) -> DeploymentHandle:
+    async def _handle(self, method: RpcMethod, context: Any, call: _Call) -> DeploymentHandle:
         meta = {k: v for k, v in (context.invocation_metadata() or ())}
-        app, ingress = await self._ingress(str(meta.get("application", "")))
-        handle = DeploymentHandle(ingress, app).options(
+        call.app = str(meta.get("application", ""))
+        call.app, call.deployment = await self._ingress(call.app)
+        handle = DeploymentHandle(call.deployment, call.app).options(
             method_name=method.name,
             multiplexed_model_id=str(meta.get("multiplexed_model_id", "")),
             stream=method.response_streaming,
@@ -160,55 +163,82 @@ class GrpcIngress:
         return handle
 
     def unary(self, method: RpcMethod) -> Callable[[Any, Any], Any]:
-        async def call(request: Any, context: Any) -> Any:
+        async def rpc(request: Any, context: Any) -> Any:
+            call = _Call(self.metrics, method)
             try:
-                handle = await self._handle(method, context)
+                handle = await self._handle(method, context, call)
                 response = handle.remote(request)
                 timeout = self.options.request_timeout_s
-                return await (asyncio.wait_for(response, timeout) if timeout else response)
+                result = await (asyncio.wait_for(response, timeout) if timeout else response)
+                call.done("OK")
+                return result
             except BaseException as exc:
-                await _abort(context, exc, method)
+                await _abort(context, exc, method, call)
                 raise
 
-        return call
+        return rpc
 
     def server_streaming(self, method: RpcMethod) -> Callable[[Any, Any], AsyncIterator[Any]]:
-        async def call(request: Any, context: Any) -> AsyncIterator[Any]:
+        async def rpc(request: Any, context: Any) -> AsyncIterator[Any]:
+            call = _Call(self.metrics, method)
             try:
-                handle = await self._handle(method, context)
+                handle = await self._handle(method, context, call)
                 async for item in handle.remote(request):
                     yield item
+                call.done("OK")
             except BaseException as exc:
-                await _abort(context, exc, method)
+                await _abort(context, exc, method, call)
                 raise
 
-        return call
+        return rpc
 
 
-async def _abort(context: Any, exc: BaseException, method: RpcMethod) -> None:
+class _Call:
+    """One call's labels and start, recorded once when it ends (metrics on)."""
+
+    __slots__ = ("app", "deployment", "method", "metrics", "started")
+
+    def __init__(self, metrics: GrpcMetrics | None, method: RpcMethod) -> None:
+        self.metrics = metrics
+        self.method = f"{method.service}/{method.name}"
+        self.app = ""
+        self.deployment = ""
+        self.started = time.perf_counter()
+
+    def done(self, code: str) -> None:
+        if self.metrics is not None:
+            elapsed = time.perf_counter() - self.started
+            self.metrics.observe(self.app, self.deployment, self.method, code, elapsed)
+            self.metrics = None  # once
+
+
+async def _abort(context: Any, exc: BaseException, method: RpcMethod, call: _Call) -> None:
     import grpc
 
-    if isinstance(exc, asyncio.CancelledError | GeneratorExit) or type(exc).__name__ == (
-        "AbortError"
-    ):
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        call.done("CANCELLED")
         return
+    if type(exc).__name__ == "AbortError":
+        return  # context.abort() below, on its way out: recorded already
     where = f"{method.service}/{method.name}"
     if isinstance(exc, NotFoundError):
-        await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        code, text = grpc.StatusCode.NOT_FOUND, str(exc)
     elif isinstance(exc, BadRequestError):
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        code, text = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     elif isinstance(exc, BackPressureError):
         context.set_trailing_metadata((("retry-after", str(max(1, round(exc.retry_after_s)))),))
-        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        code, text = grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
     elif isinstance(exc, TimeoutError | RequestTimeoutError):
-        await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"{where} timed out")
+        code, text = grpc.StatusCode.DEADLINE_EXCEEDED, f"{where} timed out"
     elif isinstance(exc, ReplicaError):
-        await context.abort(grpc.StatusCode.INTERNAL, f"{exc.cause_type}: {exc.message}")
+        code, text = grpc.StatusCode.INTERNAL, f"{exc.cause_type}: {exc.message}"
     elif isinstance(exc, ServalError):
-        await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        code, text = grpc.StatusCode.UNAVAILABLE, str(exc)
     else:
         logger.exception("gRPC call %s failed", where)
-        await context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+        code, text = grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}"
+    call.done(code.name)
+    await context.abort(code, text)
 
 
 def _enable_reflection(server: Any, services: list[str]) -> None:
@@ -222,14 +252,16 @@ def _enable_reflection(server: Any, services: list[str]) -> None:
     reflection.enable_server_reflection([*services, reflection.SERVICE_NAME], server)
 
 
-async def start_grpc_server(ctx: Any, host: str, options: GRPCOptions) -> Any:
+async def start_grpc_server(
+    ctx: Any, host: str, options: GRPCOptions, metrics: GrpcMetrics | None = None
+) -> Any:
     """Start a grpc.aio server for the servicer functions; returns it (or None when
-    there are none)."""
+    there are none). ``metrics`` records each call (the proxy's ``/-/metrics``)."""
     if not options.grpc_servicer_functions:
         return None
     import grpc
 
-    ingress = GrpcIngress(ctx, options)
+    ingress = GrpcIngress(ctx, options, metrics)
     methods = load_methods(options.grpc_servicer_functions)
     by_service: dict[str, dict[str, Any]] = {}
     for m in methods:

@@ -35,7 +35,9 @@ async def serve(fd: int, name: str, controller: str, options: HTTPOptions) -> No
     if options.grpc_options is not None:
         # Listening before the first route table is acknowledged: once serval.start()
         # returns, the gRPC port answers too.
-        grpc_server = await start_grpc_server(ctx, options.host, options.grpc_options)
+        grpc_server = await start_grpc_server(
+            ctx, options.host, options.grpc_options, app.grpc_metrics
+        )
     install_proxy(app)
     ctx.controller.subscribe("routes", app.on_routes)
     config = uvicorn.Config(

@@ -18,6 +18,7 @@ import serval
 import serval as serve
 from serval.exceptions import ConfigError
 from tests.conftest import RUNTIMES
+from tests.observability._scrape import scrape
 from tests.utils import free_port
 
 PROTO = """
@@ -83,17 +84,17 @@ def grpc_serve(
     protos: str,
     serval_home: str,
     monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[tuple[str, Any, Any]]:
+) -> Iterator[tuple[str, Any, Any, str]]:
     """serval with the gRPC ingress on a free port (on each runtime); yields
-    (target, pb2, pb2_grpc)."""
+    (target, pb2, pb2_grpc, the HTTP base URL)."""
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([protos, os.environ.get("PYTHONPATH", "")]))
     if request.param == "ray":
         monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
         monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    port = free_port()
+    port, http_port = free_port(), free_port()
     serval.start(
         runtime=request.param,
-        http_options={"port": free_port(), "request_timeout_s": 3},
+        http_options={"port": http_port, "request_timeout_s": 3},
         grpc_options={
             "port": port,
             "grpc_servicer_functions": ["greet_pb2_grpc:add_GreeterServicer_to_server"],
@@ -103,11 +104,13 @@ def grpc_serve(
     import greet_pb2
     import greet_pb2_grpc
 
-    yield f"127.0.0.1:{port}", greet_pb2, greet_pb2_grpc
+    yield f"127.0.0.1:{port}", greet_pb2, greet_pb2_grpc, f"http://127.0.0.1:{http_port}"
 
 
-def test_unary_streaming_metadata_routing_and_errors(grpc_serve: tuple[str, Any, Any]) -> None:
-    target, pb2, pb2_grpc = grpc_serve
+def test_unary_streaming_metadata_routing_and_errors(
+    grpc_serve: tuple[str, Any, Any, str],
+) -> None:
+    target, pb2, pb2_grpc, base = grpc_serve
     serval.run(_greeter("Hello").bind(), name="en", route_prefix=None)
     with grpc.insecure_channel(target) as channel:
         stub = pb2_grpc.GreeterStub(channel)
@@ -137,9 +140,22 @@ def test_unary_streaming_metadata_routing_and_errors(grpc_serve: tuple[str, Any,
         assert info.value.code() == grpc.StatusCode.INTERNAL
         assert "ValueError: the greeter exploded" in info.value.details()
 
+    # Every call above is in the proxy's metrics, by application, method and status.
+    m = scrape(base)
+    hello = {"method": "greet.Greeter/SayHello"}
+    assert m.value("serval_grpc_requests_total", application="en", status_code="OK", **hello) == 2
+    assert m.value("serval_grpc_requests_total", application="fr", status_code="OK", **hello) == 1
+    count = {"method": "greet.Greeter/Count", "status_code": "OK"}
+    assert m.value("serval_grpc_requests_total", application="en", **count) == 1
+    assert m.value("serval_grpc_request_errors_total", status_code="NOT_FOUND") == 2
+    assert m.value("serval_grpc_request_errors_total", status_code="INTERNAL", **hello) == 1
+    assert m.value("serval_grpc_request_errors_total", status_code="OK") == 0
+    assert m.value("serval_grpc_request_latency_seconds_count") == 7
+    assert m.types["serval_grpc_requests"] == "counter"
 
-def test_overload_and_timeout(grpc_serve: tuple[str, Any, Any]) -> None:
-    target, pb2, pb2_grpc = grpc_serve
+
+def test_overload_and_timeout(grpc_serve: tuple[str, Any, Any, str]) -> None:
+    target, pb2, pb2_grpc, _ = grpc_serve
     serval.run(_greeter("Hello").bind(), name="en", route_prefix=None)
 
     async def calls() -> list[Any]:

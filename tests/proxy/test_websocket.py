@@ -19,6 +19,8 @@ from websockets.sync.client import connect
 
 import serval
 import serval as serve
+from tests.observability._scrape import scrape
+from tests.utils import wait_for
 
 api = FastAPI()
 NOISE = random.Random(7).randbytes(64 * 1024)  # permessage-deflate cannot shrink it
@@ -180,6 +182,15 @@ def test_many_concurrent_sockets_on_one_replica(serve: str) -> None:
     results = asyncio.run(asyncio.wait_for(many(), 60))
     for i, got in enumerate(results):
         assert got == [str(k) for k in range(50 + i)]
+    # The proxy's metrics: 40 sockets forwarded, none open now, each one's duration.
+    chat = {"application": "chat", "deployment": "Chat", "route": "/chat"}
+    wait_for(  # the proxy lets go of a socket once both sides closed
+        lambda: scrape(serve).value("serval_websocket_open_connections", **chat) == 0,
+        what="the proxy to close its sockets",
+    )
+    m = scrape(serve)
+    assert m.value("serval_websocket_connections_total", **chat) == 40
+    assert m.value("serval_websocket_connection_duration_seconds_count", **chat) == 40
 
 
 def test_refusals_and_plain_http_on_a_socket_route(serve: str) -> None:
