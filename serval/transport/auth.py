@@ -13,7 +13,10 @@ pickled values, so a dialer must not trust an impostor either). Fresh nonces on 
 sides make a recorded exchange useless; the role labels stop a proof from being
 reflected back. The exchange has a fixed size and a short deadline, so a peer that
 sends garbage, too much, or nothing at all is dropped at once or after
-``HANDSHAKE_TIMEOUT_S``: it never reaches the frame decoder. Each rejected peer is
+``HANDSHAKE_TIMEOUT_S``: it never reaches the frame decoder. At most
+``MAX_PENDING_HANDSHAKES`` connections may be mid-handshake in a process at once;
+past that, new ones are dropped at once (a flood of silent connections cannot hold the
+process's file descriptors for the deadline). Each rejected peer is
 counted (:func:`rejected_peers_total`) and logged, the first at once and later ones
 summed up at most once a minute; the secret is never logged.
 
@@ -47,6 +50,8 @@ MAC_BYTES = 32  # sha256
 SERVER_HELLO_BYTES = len(MAGIC) + NONCE_BYTES
 CLIENT_PROOF_BYTES = NONCE_BYTES + MAC_BYTES
 HANDSHAKE_TIMEOUT_S = 10.0
+# Peers are processes of the instance (a handful per host); a handshake takes ~1 ms.
+MAX_PENDING_HANDSHAKES = 256
 LOG_EVERY_S = 60.0  # after the first rejection, at most one summary line per minute
 _CLIENT_LABEL = b"serval-client-proof"
 _SERVER_LABEL = b"serval-server-proof"
@@ -245,6 +250,8 @@ class ServerAuth(asyncio.Protocol):
     """Runs the acceptor's handshake on a new connection; on success the transport is
     handed to the :class:`Connection` ``make_conn`` returns, else dropped."""
 
+    pending = 0  # handshakes under way in this process (MAX_PENDING_HANDSHAKES)
+
     def __init__(
         self,
         secret: bytes,
@@ -258,10 +265,20 @@ class ServerAuth(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._received = 0
         self._over = False
+        self._counted = False  # in ServerAuth.pending
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         stream: Any = transport  # uvloop's transports are no asyncio.Transport subclass
         self._transport = stream
+        if ServerAuth.pending >= MAX_PENDING_HANDSHAKES:
+            self._over = True
+            _record_rejection(
+                _describe_peer(stream), f"over {MAX_PENDING_HANDSHAKES} handshakes under way"
+            )
+            stream.abort()
+            return
+        ServerAuth.pending += 1
+        self._counted = True
         stream.write(self._handshake.hello())
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self._timeout_s, self._expired)
@@ -305,6 +322,9 @@ class ServerAuth(asyncio.Protocol):
 
     def _finish(self) -> None:
         self._over = True
+        if self._counted:
+            self._counted = False
+            ServerAuth.pending -= 1
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -8,6 +8,7 @@ import os
 import pickle
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -195,6 +196,32 @@ async def test_a_silent_peer_is_dropped_after_the_deadline() -> None:
         assert await asyncio.wait_for(reader.read(), 10) == b""
         writer.close()
         await _wait(lambda: auth.rejected_peers_total() == before + 1)
+        srv.close()
+
+
+async def test_a_flood_of_silent_peers_holds_at_most_the_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(auth, "MAX_PENDING_HANDSHAKES", 3)
+    got: list[Message] = []
+    with short_tmpdir() as d:
+        address = f"unix:{os.path.join(d, 's.sock')}"
+        srv: Any = await _listen_with_timeout(address, got, 30.0)
+        silent = []
+        for _ in range(3):  # up to the cap: each one gets the server's hello, then waits
+            reader, writer = await asyncio.open_unix_connection(address[5:])
+            await reader.readexactly(SERVER_HELLO_BYTES)
+            silent.append(writer)
+        before = auth.rejected_peers_total()
+        reader, writer = await asyncio.open_unix_connection(address[5:])
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # dropped at once
+        writer.close()
+        assert auth.rejected_peers_total() == before + 1
+        for w in silent:
+            w.close()
+        await _wait(lambda: auth.ServerAuth.pending == 0)
+        conn = await dial(address)  # room again: a real peer gets in
+        conn.close()
         srv.close()
 
 
