@@ -14,6 +14,8 @@ serval), or created on the head node. It lives as long as the Ray cluster, or un
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import select
@@ -22,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from serval import _process, _secret, _statedir
@@ -92,13 +95,49 @@ def connect_or_start(
     controller = controller_address()
     if controller_answers(controller):
         return connect()
-    return _start(
-        controller,
-        http_options or HTTPOptions(),
-        detached,
-        runtime or env.runtime,
-        address or env.ray_address,
-    )
+    # One driver starts the instance; others that come meanwhile wait for it and connect
+    # (two starts would each write a secret, and one of them would be wrong).
+    sdir = _statedir.prepare_state_dir(env.home, state_dir())
+    with _start_lock(sdir):
+        if _supervised_controller(controller, sdir):
+            return connect()  # started meanwhile, or its controller came back
+        return _start(
+            controller,
+            http_options or HTTPOptions(),
+            detached,
+            runtime or env.runtime,
+            address or env.ray_address,
+        )
+
+
+def _supervised_controller(address: str, sdir: str) -> bool:
+    """Whether this machine's instance answers, waiting while a supervisor restarts its
+    controller; False when there is no instance to connect to (none, its supervisor
+    gave up, or it is exiting)."""
+    deadline = time.monotonic() + RESTART_WAIT_S
+    while not controller_answers(address):
+        status = supervisor.read_status(sdir)
+        if status is None or status.get("state") == "failed":
+            return False
+        if time.monotonic() > deadline:
+            raise ControllerError(
+                f"the serval controller at {address} did not come back within "
+                f"{RESTART_WAIT_S:.0f}s (supervisor: {status.get('state')}); see its log "
+                f"in {sdir}/logs"
+            )
+        time.sleep(0.05)
+    return True
+
+
+@contextlib.contextmanager
+def _start_lock(sdir: str) -> Iterator[None]:
+    """Held while a driver starts this machine's instance (``<state dir>/start.lock``)."""
+    fd = os.open(os.path.join(sdir, "start.lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _start(
