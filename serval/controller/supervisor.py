@@ -40,7 +40,7 @@ from serval.config import HTTPOptions
 from serval.controller.supervisor_status import status_path, write_status
 from serval.exceptions import ServalError
 from serval.observability.logs import setup_logging
-from serval.runtime._sockets import bind_http
+from serval.runtime._sockets import bind_http, check_grpc_port
 
 logger = logging.getLogger("serval.supervisor")
 
@@ -334,13 +334,17 @@ def set_child_subreaper() -> bool:
 
 
 def _bind_http(controller_args: list[str]) -> list[str]:
-    """Bind the HTTP port once, for every controller to come: ``["--http-fd", N]``."""
+    """Bind the HTTP port once, for every controller to come: ``["--http-fd", N]``
+    (and check that the gRPC ingress' port, if any, is free)."""
     options = HTTPOptions()
     if "--http-options" in controller_args:
         raw = controller_args[controller_args.index("--http-options") + 1]
         options = HTTPOptions.model_validate_json(raw)
     if options.location == "NoServer":
         return []
+    grpc = options.grpc_options
+    if grpc is not None and grpc.grpc_servicer_functions:
+        check_grpc_port(options.host, grpc.port)
     sock = bind_http(options.host, options.port)
     _keep.append(sock)
     return ["--http-fd", str(sock.fileno())]

@@ -286,7 +286,9 @@ async def start_grpc_server(
                 response_serializer=m.response_serializer,
             )
         by_service.setdefault(m.service, {})[m.name] = handler
-    server = grpc.aio.server()
+    # No SO_REUSEPORT (grpcio's default): a port another server holds is an error, not
+    # a port whose calls the kernel would share between the two.
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     server.add_generic_rpc_handlers(
         [grpc.method_handlers_generic_handler(s, h) for s, h in by_service.items()]
     )

@@ -34,6 +34,25 @@ def bind_http(host: str, port: int) -> socket.socket:
     return sock
 
 
+def check_grpc_port(host: str, port: int) -> None:
+    """A clear error now when the gRPC ingress' port is taken (the proxy binds it later,
+    with grpcio, which cannot adopt a socket bound here)."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no owner
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ServalError(
+                    f"gRPC port {port} on {host} is already in use by another program: stop "
+                    "it, or give serval another port (grpc_options={'port': ...})"
+                ) from None
+            raise ServalError(f"cannot listen for gRPC on {host}:{port}: {exc}") from None
+
+
 def free_tcp_port(host: str) -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sys
 import textwrap
 from collections.abc import Iterator
+from concurrent import futures
 from typing import Any
 
 import grpc
@@ -16,7 +18,7 @@ import pytest
 
 import serval
 import serval as serve
-from serval.exceptions import ConfigError
+from serval.exceptions import ConfigError, ServalError
 from tests.conftest import RUNTIMES
 from tests.observability._scrape import scrape
 from tests.utils import free_port
@@ -188,3 +190,29 @@ def test_a_servicer_function_that_does_not_import_fails_at_start(serval_home: st
     ]:
         with pytest.raises(ConfigError, match=words):
             serval.start(grpc_options={"port": free_port(), "grpc_servicer_functions": [path]})
+
+
+OIP_SERVICER = (
+    "serval.protocols.oip.grpc_predict_v2_pb2_grpc:add_GRPCInferenceServiceServicer_to_server"
+)
+
+
+@pytest.mark.parametrize("holder", ["socket", "grpc server"])
+def test_a_grpc_port_in_use_fails_at_start_naming_it(serval_home: str, holder: str) -> None:
+    port = free_port()
+    if holder == "socket":
+        taken: Any = socket.create_server(("127.0.0.1", port))
+        release = taken.close
+    else:  # grpcio binds with SO_REUSEPORT by default: it must not share the port
+        taken = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+        taken.add_insecure_port(f"127.0.0.1:{port}")
+        taken.start()
+        release = lambda: taken.stop(None)  # noqa: E731
+    try:
+        with pytest.raises(ServalError, match=f"gRPC port {port} on 127.0.0.1 is already in use"):
+            serval.start(
+                http_options={"host": "127.0.0.1", "port": free_port()},
+                grpc_options={"port": port, "grpc_servicer_functions": [OIP_SERVICER]},
+            )
+    finally:
+        release()
