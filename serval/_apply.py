@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any
 
 from serval import api
 from serval._import import load_application
-from serval.deployment import Application
+from serval.deployment import Application, Deployment
 from serval.exceptions import ConfigError
 from serval.schema import ApplicationSchema, DeploymentSchema, ServeConfig, notices
 
@@ -100,7 +101,7 @@ def _with_overrides(
             if id(value) not in rebuilt:
                 dep = value.deployment
                 if overrides.get(dep.name):
-                    dep = dep.options(**overrides[dep.name])
+                    dep = _options(dep, overrides[dep.name], schema, index)
                 rebuilt[id(value)] = dep.bind(*rebuild(value.args), **rebuild(value.kwargs))
             return rebuilt[id(value)]
         if isinstance(value, tuple):
@@ -113,6 +114,22 @@ def _with_overrides(
 
     result: Application = rebuild(app)
     return result
+
+
+_BAD_OPTION = re.compile(r"invalid deployment option '([^']+)' = ")
+
+
+def _options(
+    dep: Deployment, overrides: dict[str, Any], schema: ApplicationSchema, index: int
+) -> Deployment:
+    """``dep.options(**overrides)``; an error names the option's YAML path (options that
+    import code, such as a request router's class, are checked only here)."""
+    try:
+        return dep.options(**overrides)
+    except ConfigError as exc:
+        j = next((j for j, d in enumerate(schema.deployments) if d.name == dep.name), None)
+        where = f"applications[{index}]" + (f".deployments[{j}]" if j is not None else "")
+        raise ConfigError(_BAD_OPTION.sub(rf"{where}.\1: ", str(exc))) from None
 
 
 @contextlib.contextmanager

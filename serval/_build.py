@@ -100,4 +100,29 @@ def _spec(app: Application, name: str, args: Any, kwargs: Any) -> DeploymentSpec
         config=config,
         code_hash=digest.hexdigest()[:16],
         is_function=not isinstance(dep.func_or_class, type),
+        request_router=_request_router(app),
     )
+
+
+def _request_router(app: Application) -> bytes:
+    """The deployment's own request router class, pickled by value (with its module,
+    as Ray Serve does) so the proxy and other callers need not import the user's code;
+    serval's own classes travel by reference. b"" for serval's router."""
+    cfg = app.deployment.config.request_router_config
+    if cfg is None or cfg.is_default:
+        return b""
+    cls = cfg.load()
+    module = sys.modules.get(cls.__module__)
+    by_value = (
+        module is not None
+        and cls.__module__ != "__main__"  # cloudpickle ships __main__ by value anyway
+        and cls.__module__.partition(".")[0] != "serval"
+        and cls.__module__ not in cloudpickle.list_registry_pickle_by_value()
+    )
+    if by_value:
+        cloudpickle.register_pickle_by_value(module)
+    try:
+        return _code_pickle.dumps(cls)
+    finally:
+        if by_value:
+            cloudpickle.unregister_pickle_by_value(module)

@@ -15,8 +15,10 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from serval.context import _get_internal_replica_context
 from serval.controller.client import ControllerClient
 from serval.exceptions import ServalError
+from serval.request_router.types import DeploymentHandleSource
 from serval.router.router import Router
 from serval.transport.messages import ReportLoad
 
@@ -46,11 +48,19 @@ class ProcessContext:
         key = f"{app}/{deployment}"
         router = self._routers.get(key)
         if router is None:
-            router = self._routers[key] = Router(key)
+            router = self._routers[key] = Router(key, source=self._source())
             if self._load_reporter is None:
                 self._load_reporter = self.loop.create_task(self._report_load())
             self.controller.subscribe(f"deployment:{key}", router.on_update)
         return router
+
+    def _source(self) -> DeploymentHandleSource:
+        """Who sends through this process's routers (what request routers are told)."""
+        if self._thread is not None:
+            return DeploymentHandleSource.UNKNOWN  # a driver
+        if _get_internal_replica_context() is not None:
+            return DeploymentHandleSource.REPLICA
+        return DeploymentHandleSource.PROXY
 
     @property
     def routers(self) -> dict[str, Router]:

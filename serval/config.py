@@ -17,7 +17,16 @@ import json
 import logging
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 
 from serval.exceptions import ConfigError
 
@@ -28,6 +37,7 @@ __all__ = [
     "GRPCOptions",
     "HTTPOptions",
     "LoggingConfig",
+    "RequestRouterConfig",
     "validated",
 ]
 
@@ -189,6 +199,118 @@ class BackpressureConfig(_Options):
     retry_after_s: float | None = Field(None, ge=0)
 
 
+DEFAULT_REQUEST_ROUTER = "serval.request_router:PowerOfTwoChoicesRequestRouter"
+# Ray Serve's name for its default router (what `serve build` writes): serval's own here.
+_DEFAULT_ROUTER_PATHS = {
+    DEFAULT_REQUEST_ROUTER,
+    "serval.request_router.base:PowerOfTwoChoicesRequestRouter",
+    "ray.serve._private.request_router:PowerOfTwoChoicesRequestRouter",
+    "ray.serve._private.request_router.pow_2_router:PowerOfTwoChoicesRequestRouter",
+}
+
+
+def _import_path(path: str) -> str:
+    """``module:Class`` for ``module:Class`` or ``module.Class``."""
+    if ":" in path:
+        return path
+    module, _, attr = path.rpartition(".")
+    return f"{module}:{attr}"
+
+
+class RequestRouterConfig(_Options):
+    """Which request router picks a deployment's replicas (Ray Serve's
+    ``RequestRouterConfig``, same names and defaults).
+
+    ``request_router_class`` is a :class:`serval.request_router.RequestRouter` subclass
+    or its import path (``"module:Class"`` or ``"module.Class"``);
+    ``request_router_kwargs`` go to its ``initialize_state()``; every
+    ``request_routing_stats_period_s`` the controller calls the deployment's
+    ``record_routing_stats()`` (if it has one; at most ``request_routing_stats_timeout_s``)
+    and routers see the dict as ``RunningReplica.routing_stats``::
+
+        @serval.deployment(request_router_config=RequestRouterConfig(
+            request_router_class="my_routers:ThroughputAware",
+            request_router_kwargs={"window_s": 1},
+            request_routing_stats_period_s=1))
+        class Model: ...
+
+    The default is serval's own router (power of two choices, model-aware).
+    """
+
+    request_router_class: str = DEFAULT_REQUEST_ROUTER
+    request_router_kwargs: dict[str, Any] = Field(default_factory=dict)
+    request_routing_stats_period_s: float = Field(10.0, gt=0)
+    request_routing_stats_timeout_s: float = Field(30.0, gt=0)
+    _router_class: type | None = PrivateAttr(None)  # when given as a class, not a path
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_class(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """A class given as ``request_router_class`` is stored as its import path (what
+        config files and the controller see) and kept, to be pickled by value."""
+        given = data.get("request_router_class") if isinstance(data, dict) else None
+        model = handler(data)
+        if isinstance(given, type):
+            model._router_class = given
+        return model
+
+    @field_validator("request_router_class", mode="before")
+    @classmethod
+    def _path(cls, v: Any) -> Any:
+        if isinstance(v, type):
+            if not _is_router_class(v):
+                raise ValueError(f"{v!r} is not a subclass of serval.request_router.RequestRouter")
+            return f"{v.__module__}:{v.__qualname__}"
+        if isinstance(v, str):
+            module, _, attr = v.partition(":") if ":" in v else v.rpartition(".")
+            if not module or not attr:
+                raise ValueError("must be a RequestRouter subclass or its path 'module:Class'")
+        return v
+
+    @field_validator("request_router_kwargs")
+    @classmethod
+    def _json_kwargs(cls, v: dict[str, Any]) -> dict[str, Any]:
+        try:
+            json.dumps(v)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"must be JSON-serializable ({exc})") from None
+        return v
+
+    @property
+    def is_default(self) -> bool:
+        """True when serval's own router is meant (no user router to load)."""
+        return _import_path(self.request_router_class) in _DEFAULT_ROUTER_PATHS
+
+    def load(self) -> type:
+        """Import the router class (in the driver, at decoration or deploy time) and check
+        it; a ConfigError names the option when it does not import or is no router."""
+        if self._router_class is not None:
+            return self._router_class
+        from serval._import import import_attr
+
+        try:
+            value = import_attr(_import_path(self.request_router_class))
+        except ConfigError as exc:
+            raise ConfigError(
+                f"invalid deployment option 'request_router_config.request_router_class' = "
+                f"{self.request_router_class!r}: {exc}"
+            ) from None
+        if not _is_router_class(value):
+            raise ConfigError(
+                f"invalid deployment option 'request_router_config.request_router_class' = "
+                f"{self.request_router_class!r}: {value!r} is not a subclass of "
+                "serval.request_router.RequestRouter"
+            )
+        assert isinstance(value, type)
+        return value
+
+
+def _is_router_class(value: Any) -> bool:
+    from serval.request_router import RequestRouter
+
+    return isinstance(value, type) and issubclass(value, RequestRouter)
+
+
 class DeploymentConfig(_Options):
     """Everything ``@serval.deployment(...)`` and ``.options(...)`` accept."""
 
@@ -217,6 +339,7 @@ class DeploymentConfig(_Options):
     # replicas stop before their replacements start, as Ray Serve's default does.
     rolling_update_percentage: float | None = Field(None, gt=0, le=1)
     max_surge_percent: int | None = Field(None, ge=0, le=100)
+    request_router_config: RequestRouterConfig | None = None
 
     @field_validator("num_replicas")
     @classmethod

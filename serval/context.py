@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "DeploymentID",
     "ReplicaContext",
     "ReplicaID",
     "RequestContext",
@@ -45,12 +46,25 @@ class _Flag:
 
 
 @dataclass(frozen=True)
+class DeploymentID:
+    """Identity of one deployment: ``name`` within application ``app_name``."""
+
+    name: str
+    app_name: str = "default"
+
+
+@dataclass(frozen=True)
 class ReplicaID:
     """Identity of one replica: ``unique_id`` within ``app_name``/``deployment_name``."""
 
     unique_id: str
     deployment_name: str
     app_name: str
+
+    @property
+    def deployment_id(self) -> DeploymentID:
+        """The replica's deployment (Ray Serve's ``ReplicaID.deployment_id``)."""
+        return DeploymentID(self.deployment_name, self.app_name)
 
     def to_full_id_str(self) -> str:
         return f"{self.app_name}#{self.deployment_name}#{self.unique_id}"
@@ -159,6 +173,12 @@ def get_replica_context() -> ReplicaContext:
             "get_replica_context() may only be called from inside a serval replica "
             "(a deployment's constructor or methods)."
         )
+    return _replica_context
+
+
+def _get_internal_replica_context() -> ReplicaContext | None:
+    """The running replica's context, or None outside a replica (Ray Serve's internal
+    helper of that name, which its guides use)."""
     return _replica_context
 
 

@@ -129,7 +129,10 @@ class Deployment:
         """A copy with some options changed (the others keep their values)."""
         given = {k: v for k, v in options.items() if v is not UNSET}
         merged = {**self._config.model_dump(include=set(self._given)), **given}
-        config = validated(DeploymentConfig, merged, "deployment")
+        if "request_router_config" in self._given and "request_router_config" not in given:
+            # the object itself: it may hold the router class (dumped, only its path)
+            merged["request_router_config"] = self._config.request_router_config
+        config = _checked(validated(DeploymentConfig, merged, "deployment"))
         return Deployment(
             self._func_or_class if func_or_class is UNSET else func_or_class,
             self._name if name is UNSET else name,
@@ -175,6 +178,14 @@ class Deployment:
         )
 
 
+def _checked(config: DeploymentConfig) -> DeploymentConfig:
+    """Import a user's request router now, so a bad path fails here, naming the option."""
+    router = config.request_router_config
+    if router is not None and not router.is_default:
+        router.load()
+    return config
+
+
 @overload
 def deployment(_func_or_class: Callable[..., Any]) -> Deployment: ...
 
@@ -205,6 +216,7 @@ def deployment(
     max_constructor_retry_count: Any = ...,
     rolling_update_percentage: Any = ...,
     max_surge_percent: Any = ...,
+    request_router_config: Any = ...,
 ) -> Callable[[Callable[..., Any]], Deployment]: ...
 
 
@@ -233,6 +245,7 @@ def deployment(
     max_constructor_retry_count: Any = UNSET,
     rolling_update_percentage: Any = UNSET,
     max_surge_percent: Any = UNSET,
+    request_router_config: Any = UNSET,
 ) -> Deployment | Callable[[Callable[..., Any]], Deployment]:
     """Turn a function or class into a deployment (Ray Serve's decorator and options).
 
@@ -271,11 +284,12 @@ def deployment(
         "max_constructor_retry_count": max_constructor_retry_count,
         "rolling_update_percentage": rolling_update_percentage,
         "max_surge_percent": max_surge_percent,
+        "request_router_config": request_router_config,
     }
     given = {k: v for k, v in options.items() if v is not UNSET}
     if given.get("num_replicas") is None and "num_replicas" in given:
         del given["num_replicas"]
-    config = validated(DeploymentConfig, given, "deployment")
+    config = _checked(validated(DeploymentConfig, given, "deployment"))
     if name is not UNSET and (not isinstance(name, str) or not name or "/" in name or "#" in name):
         raise ConfigError(
             f"invalid deployment option 'name' = {name!r}: must be a non-empty "

@@ -22,7 +22,8 @@ the bad field (``applications[0].deployments[1].num_replicas``).
 Every field of Ray Serve's deploy schema (``serve build`` output, a KubeRay
 ``serveConfigV2``) is accepted. Fields serval applies: ``http_options``,
 ``proxy_location`` (→ ``http_options.location``), ``logging_config`` (top level,
-application and deployment; the nearest wins), an application's ``runtime_env``
+application and deployment; the nearest wins), ``request_router_config`` (a
+deployment's own request router), an application's ``runtime_env``
 (``env_vars`` for every deployment, a local ``working_dir`` for imports and as the
 replicas' working directory) and every deployment option serval has. The rest are
 accepted with one notice each naming the field and why it has no effect here
@@ -43,6 +44,7 @@ from serval.config import (
     GRPCOptions,
     HTTPOptions,
     LoggingConfig,
+    RequestRouterConfig,
 )
 from serval.exceptions import ConfigError
 from serval.observability.tracing import TracingConfig
@@ -53,6 +55,7 @@ __all__ = [
     "GRPCOptionsSchema",
     "HTTPOptionsSchema",
     "LoggingConfigSchema",
+    "RequestRouterConfigSchema",
     "ServeConfig",
     "TracingConfigSchema",
     "load_config",
@@ -92,6 +95,11 @@ class GRPCOptionsSchema(GRPCOptions):
     model_config = ConfigDict(extra="forbid")
 
 
+class RequestRouterConfigSchema(RequestRouterConfig):
+    """Ray Serve's ``request_router_config``: the class path is imported when the file is
+    deployed (an error names it then), not when it is read."""
+
+
 class TracingConfigSchema(TracingConfig):
     """Ray Serve's ``tracing_config`` (see :mod:`serval.observability.tracing`)."""
 
@@ -117,9 +125,9 @@ class DeploymentSchema(_Strict):
     backpressure_config: BackpressureConfig | None = None
     rolling_update_percentage: float | None = Field(None, gt=0, le=1)
     max_surge_percent: int | None = Field(None, ge=0, le=100)
+    request_router_config: RequestRouterConfigSchema | None = None
     # Ray Serve fields serval accepts but does not act on (see ``notices``).
     placement_group_bundle_label_selector: list[dict[str, str]] | None = None
-    request_router_config: dict[str, Any] | None = None
     gang_scheduling_config: dict[str, Any] | None = None
     deployment_actors: list[dict[str, Any]] | None = None
 
@@ -222,7 +230,6 @@ _APP_NOTICES = {
 }
 _DEPLOYMENT_NOTICES = {
     "placement_group_bundle_label_selector": "label selectors are not supported",
-    "request_router_config": "custom request routers are not supported; serval's router is used",
     "gang_scheduling_config": "gang scheduling is not supported",
     "deployment_actors": "deployment actors are not supported",
 }

@@ -121,13 +121,12 @@ applications:
         "applications[0].external_scaler_enabled",
         "applications[0].runtime_env.pip",
         "applications[0].runtime_env.working_dir",
-        "applications[0].deployments[0].request_router_config",
         "applications[0].deployments[0].gang_scheduling_config",
         "applications[0].deployments[0].deployment_actors",
         "applications[0].deployments[0].placement_group_bundle_label_selector",
     ):
         assert sum(line.startswith(f"{field}:") for line in found) == 1, (field, found)
-    assert len(found) == 13
+    assert len(found) == 12
     overrides = config.applications[0].deployments[0].overrides()
     assert overrides == {
         "max_replicas_per_node": 2,
@@ -137,6 +136,7 @@ applications:
         "backpressure_config": {"status_code": 429},
         "rolling_update_percentage": 0.25,
         "max_surge_percent": 10,
+        "request_router_config": {"request_router_class": "m:R"},
     }
 
 

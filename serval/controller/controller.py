@@ -103,6 +103,7 @@ class Controller:
             app.reconcile()
             for dep in app.deployments.values():
                 dep.check_health(now)
+                dep.poll_routing_stats(now)
             if app.gone:
                 del self.apps[name]
         self.publisher.publish_routes(self._routes())

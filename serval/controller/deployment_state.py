@@ -32,9 +32,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from serval.config import DeploymentConfig
+from serval.controller import routing_stats
 from serval.controller.autoscaler import Autoscaler
 from serval.controller.publisher import Publisher, deployment_key, fold
-from serval.controller.replica import Replica, ReplicaStatus, ReplyError, call
+from serval.controller.replica import Replica, ReplicaStatus, ReplyError, call, placed
 from serval.runtime.base import ProcessHandle, Runtime
 from serval.transport.address import dial
 from serval.transport.connection import Connection
@@ -48,6 +49,7 @@ from serval.transport.messages import (
     Reconfigure,
     ReplicaInfo,
     ReportModels,
+    RequestRouterSpec,
 )
 
 logger = logging.getLogger("serval.controller")
@@ -73,6 +75,16 @@ class Deps:
     wake: Callable[[], None]
 
 
+def _router_spec(spec: DeploymentSpec, config: DeploymentConfig) -> RequestRouterSpec | None:
+    """What routers need to run the deployment's own request router (None: serval's)."""
+    cfg = config.request_router_config
+    if cfg is None or not spec.request_router:
+        return None
+    return RequestRouterSpec(
+        spec.request_router, cfg.request_router_class, dict(cfg.request_router_kwargs)
+    )
+
+
 class DeploymentState:
     def __init__(
         self,
@@ -89,6 +101,7 @@ class DeploymentState:
         self.replicas: dict[str, Replica] = {}
         self.spec = spec
         self.config = DeploymentConfig.model_validate(spec.config)
+        self.router_spec = _router_spec(spec, self.config)
         self.target_count = self.config.initial_replica_count()
         self.sys_path, self.cwd, self.is_ingress = sys_path, cwd, is_ingress
         self.autoscaler = (
@@ -115,6 +128,7 @@ class DeploymentState:
         code_changed = spec.code_hash != self.spec.code_hash
         self.spec, self.sys_path, self.cwd, self.is_ingress = spec, sys_path, cwd, is_ingress
         self.config = DeploymentConfig.model_validate(spec.config)
+        self.router_spec = _router_spec(spec, self.config)
         asc = self.config.autoscaling_config
         if asc is None:
             self.autoscaler = None
@@ -242,6 +256,9 @@ class DeploymentState:
                 r.process.address,
                 self.config.max_ongoing_requests,
                 list(r.model_ids),  # a copy: the publisher folds changes into its own
+                r.node_id,
+                r.availability_zone,
+                r.routing_stats,
             )
             for r in self.replicas.values()
             if r.status is ReplicaStatus.RUNNING and r.process is not None
@@ -254,6 +271,7 @@ class DeploymentState:
                 self.config.max_queued_requests,
                 exists=not self.gone,
                 autoscaling=self.autoscaler is not None,
+                request_router=self.router_spec,
                 **self._backpressure(),
             ),
         )
@@ -311,7 +329,7 @@ class DeploymentState:
             replica.process = proc
             self._spawn(replica, self._watch_exit(replica, proc))
             replica.conn = await self._dial(proc)
-            await call(
+            answer = await call(
                 replica.conn,
                 InitReplica(
                     replica_id=replica.replica_id,
@@ -329,6 +347,7 @@ class DeploymentState:
                 ),
                 timeout_s=None,
             )
+            placed(replica, answer)
         except Exception as exc:
             self._start_failed(replica, exc)
             return
@@ -351,7 +370,7 @@ class DeploymentState:
         re-connect to it and check its health; False (and killed) when that fails."""
         try:
             conn = await dial(proc.address, timeout_s=5.0)
-            await call(conn, CheckHealth(), self.config.health_check_timeout_s)
+            answer = await call(conn, CheckHealth(), self.config.health_check_timeout_s)
         except Exception as exc:
             logger.warning("replica %s cannot be adopted (%s); replacing it", replica_id, exc)
             proc.kill()
@@ -366,6 +385,7 @@ class DeploymentState:
             model_ids=list(model_ids),
             last_health_check=time.monotonic(),
         )
+        placed(replica, answer)
         self.replicas[replica_id] = replica
         self._spawn(replica, self._watch_exit(replica, proc))
         return True
@@ -507,6 +527,12 @@ class DeploymentState:
                 if replica.process is not None:
                     replica.process.kill()
                 self._deps.wake()
+
+    def poll_routing_stats(self, now: float) -> None:
+        """Ask the replicas for ``record_routing_stats()`` when due (custom routers only)."""
+        cfg = self.config.request_router_config
+        if self.router_spec is not None and cfg is not None:
+            routing_stats.poll(self, cfg, now)
 
     def report_models(self, msg: ReportModels) -> bool:
         """Apply a replica's report; False when a change cannot be applied (the replica

@@ -35,7 +35,20 @@ class Replica:
     models_seq: int = 0  # the last placement report applied (ReportModels.seq)
     health_failures: int = 0
     last_health_check: float = 0.0
+    node_id: str = ""  # where it runs (what it answered to InitReplica or CheckHealth)
+    availability_zone: str | None = None
+    routing_stats: dict[str, Any] = field(default_factory=dict)  # record_routing_stats()
+    last_routing_stats: float = 0.0
+    routing_stats_failed: bool = False  # logged once until it answers again
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+def placed(replica: Replica, answer: Any) -> None:
+    """Note where the replica runs, from its answer to InitReplica or CheckHealth."""
+    if isinstance(answer, dict):
+        replica.node_id = str(answer.get("node_id") or "")
+        zone = answer.get("availability_zone")
+        replica.availability_zone = str(zone) if zone else None
 
 
 async def call(conn: Connection, msg: Message, timeout_s: float | None) -> Any:

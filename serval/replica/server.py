@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from serval import context as ctx_mod
+from serval._env import read_env
 from serval.config import LoggingConfig
 from serval.exceptions import BadRequestError, ServalError, http_status_for
 from serval.observability import tracing
@@ -31,6 +32,7 @@ from serval.observability.scrape import answer_replica as answer_metrics
 from serval.observability.scrape import install_replica as install_replica_metrics
 from serval.observability.tables import LATENCY_BUCKETS_S, HistogramTable
 from serval.replica.http import ASGIApp, ASGIResponder, RequestBody, make_scope, send_result
+from serval.replica.routing_stats import record_routing_stats
 from serval.replica.user_code import UserCode, is_generator
 from serval.replica.websocket import WebSocketSession, serve_websocket
 from serval.transport.codec import dumps, error_reply, loads
@@ -44,6 +46,7 @@ from serval.transport.messages import (
     Drain,
     ErrorReply,
     GetReplicaStats,
+    GetRoutingStats,
     HttpRequest,
     HttpResponse,
     HttpResponseStart,
@@ -297,7 +300,9 @@ class ReplicaServer:
                 value: Any = await self._init(msg)
             elif isinstance(msg, CheckHealth):
                 await self._check_health()
-                value = None
+                value = self.placement
+            elif isinstance(msg, GetRoutingStats):
+                value = await record_routing_stats(self._ready_code())
             elif isinstance(msg, Reconfigure):
                 await self._ready_code().call_optional("reconfigure", msg.user_config)
                 value = None
@@ -376,7 +381,7 @@ class ReplicaServer:
         logger.info(
             "replica %s of %s/%s is running", self.replica_id, msg.app_name, msg.deployment_name
         )
-        return {"pid": os.getpid()}
+        return {"pid": os.getpid(), **self.placement}
 
     async def _report_models(self) -> None:
         """Tell the controller which models this replica holds, when that changes, so
@@ -445,6 +450,12 @@ class ReplicaServer:
                 await self.code.call_optional("__del__")
             except Exception:
                 logger.exception("__del__ of replica %s raised", self.replica_id)
+
+    @property
+    def placement(self) -> dict[str, Any]:
+        """Where this replica runs (routers' locality: ``RunningReplica.node_id``)."""
+        env = read_env()
+        return {"node_id": env.node_id, "availability_zone": env.availability_zone or None}
 
     def stats(self) -> dict[str, Any]:
         return {"in_flight": self.in_flight, "total": self.total, "state": self.state.value}

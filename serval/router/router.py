@@ -14,19 +14,25 @@
 - **Updates**: the controller publishes the set of running replicas; a replica
   that leaves the set gets no new requests and its connection closes when its last
   request here finishes.
+- **A user's request router** (``request_router_config``) replaces only the choice
+  (``custom.py``); counting, queueing and retries stay the same.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from serval._env import read_env
 from serval.exceptions import BackPressureError, NotFoundError, ReplicaUnavailableError
+from serval.request_router.types import DeploymentHandleSource, PendingRequest
 from serval.router import model_choice
+from serval.router.custom import DECLINED, CustomChoice, backoff_s
 from serval.router.replica_client import ReplicaClient, SocketReplicaClient
 from serval.transport.connection import ReplyStream
 from serval.transport.messages import (
@@ -36,8 +42,11 @@ from serval.transport.messages import (
     Message,
     ModelDelta,
     ReplicaInfo,
+    RequestRouterSpec,
     Update,
 )
+
+logger = logging.getLogger("serval.router")
 
 _DOWN_FOR_S = 2.0
 _RECENT_FOR_S = 10.0
@@ -100,6 +109,37 @@ class Assignment:
             self._router._release(self._slot)
 
 
+class CustomAssignment(Assignment):
+    """An Assignment that tells the user's request router when the request was routed
+    and when it completed (``on_request_routed``, ``on_request_completed``)."""
+
+    __slots__ = ("_custom", "_pending", "_routed")
+
+    def __init__(
+        self,
+        router: Router,
+        slot: _Slot,
+        stream: ReplyStream,
+        first: Message,
+        custom: CustomChoice,
+        pending: PendingRequest,
+    ) -> None:
+        self._custom = custom
+        self._pending = pending
+        self._routed = False
+        super().__init__(router, slot, stream, first)  # may release at once (one reply)
+        custom.routed(pending, slot, self)
+        self._routed = True
+        if self._released:
+            custom.completed(slot, pending)
+
+    def _release(self) -> None:
+        if not self._released:
+            super()._release()
+            if self._routed:
+                self._custom.completed(self._slot, self._pending)
+
+
 class Router:
     """Routes requests of one deployment (see the module docstring)."""
 
@@ -108,8 +148,10 @@ class Router:
         name: str,
         client_factory: Callable[[str], ReplicaClient] = SocketReplicaClient,
         max_attempts: int = 3,
+        source: DeploymentHandleSource = DeploymentHandleSource.UNKNOWN,
     ) -> None:
         self.name = name
+        self.source = source
         self._client_factory = client_factory
         self._max_attempts = max_attempts
         self._slots: dict[str, _Slot] = {}
@@ -126,6 +168,9 @@ class Router:
         self._recent: dict[str, tuple[str, float]] = {}
         self.known = asyncio.Event()  # set once the first update arrived
         self.rejected: dict[str, int] = {}  # 503s by cause, for metrics
+        # The deployment's own request router (request_router_config), or None.
+        self._custom: CustomChoice | None = None
+        self._custom_spec: RequestRouterSpec | None = None
 
     # -- updates from the controller --------------------------------------------------
 
@@ -155,8 +200,37 @@ class Router:
             for model_id in info.model_ids:
                 holders.setdefault(model_id, set()).add(info.replica_id)
         self._holders = holders
+        if target.request_router is not None or self._custom_spec is not None:
+            self._update_custom(target.request_router)
         self.known.set()
         self._wake(len(self._waiters))
+
+    def _update_custom(self, spec: RequestRouterSpec | None) -> None:
+        if spec != self._custom_spec:
+            self._custom_spec, self._custom = spec, None
+            if spec is not None:
+                env = read_env()
+                try:
+                    self._custom = CustomChoice(
+                        self.name,
+                        spec,
+                        source=self.source,
+                        node_id=env.node_id,
+                        availability_zone=env.availability_zone or None,
+                        num_pending=lambda: len(self._waiters),
+                    )
+                except Exception as exc:
+                    logger.error(
+                        "request router %s of %s cannot be loaded in this process: %s: %s; "
+                        "requests get serval's own choice",
+                        spec.class_path,
+                        self.name,
+                        type(exc).__name__,
+                        exc,
+                        exc_info=exc,
+                    )
+        if self._custom is not None:
+            self._custom.update(self._choices)
 
     def on_update(self, update: Update) -> None:
         """An update of this deployment's topic from the controller."""
@@ -176,6 +250,8 @@ class Router:
                     del self._holders[model_id]
         for model_id in delta.added:
             self._holders.setdefault(model_id, set()).add(rid)
+        if self._custom is not None:
+            self._custom.apply_models(delta)
 
     @property
     def replica_ids(self) -> list[str]:
@@ -232,37 +308,58 @@ class Router:
     async def _acquire(self, model_id: str = "") -> _Slot:
         slot: _Slot | None = self._pick(model_id) if not self._waiters else None
         while slot is None:
-            if not self.exists:
-                raise NotFoundError(f"deployment {self.name!r} does not exist")
-            if 0 <= self.max_queued <= len(self._waiters):
-                self.rejected["queue_full"] = self.rejected.get("queue_full", 0) + 1
-                raise BackPressureError(
-                    f"deployment {self.name!r} is at capacity: {len(self._waiters)} requests "
-                    f"queued (max_queued_requests={self.max_queued})",
-                    retry_after_s=self.retry_after_s,
-                    status_code=self.overload_status,
-                )
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                # Nobody wakes us when the only free replicas are marked down: look again
-                # when the earliest of them comes back. (asyncio.wait costs more than a
-                # plain await, and this is the request path under load.)
-                retry_in = self._next_retry_in()
-                if retry_in is None:
-                    await waiter
-                else:
-                    await asyncio.wait([waiter], timeout=retry_in)
-            except BaseException:
-                if waiter.done() and not waiter.cancelled():
-                    self._wake(1)  # pass the wake-up on to the next in line
-                raise
-            finally:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
+            await self._wait_turn()
             slot = self._pick(model_id)
         slot.in_flight += 1
         return slot
+
+    async def _acquire_custom(self, custom: CustomChoice, pending: PendingRequest) -> _Slot:
+        """``_acquire`` with the user's request router choosing (``router/custom.py``)."""
+        chosen = await custom.choose(self, pending) if not self._waiters else None
+        attempt = 0
+        while not isinstance(chosen, _Slot):
+            retry_in = None
+            if chosen is DECLINED:  # replicas had room, none was chosen: ask again soon
+                retry_in = backoff_s(attempt)
+                attempt += 1
+            await self._wait_turn(retry_in)
+            chosen = await custom.choose(self, pending)
+        chosen.in_flight += 1
+        return chosen
+
+    async def _wait_turn(self, retry_in: float | None = None) -> None:
+        """Wait in the queue until a replica frees a slot (or ``retry_in`` passes); fail
+        at once when the deployment is gone or the queue is full."""
+        if not self.exists:
+            raise NotFoundError(f"deployment {self.name!r} does not exist")
+        if 0 <= self.max_queued <= len(self._waiters):
+            self.rejected["queue_full"] = self.rejected.get("queue_full", 0) + 1
+            raise BackPressureError(
+                f"deployment {self.name!r} is at capacity: {len(self._waiters)} requests "
+                f"queued (max_queued_requests={self.max_queued})",
+                retry_after_s=self.retry_after_s,
+                status_code=self.overload_status,
+            )
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            # Nobody wakes us when the only free replicas are marked down: look again
+            # when the earliest of them comes back. (asyncio.wait costs more than a
+            # plain await, and this is the request path under load.)
+            down_in = self._next_retry_in()
+            if down_in is not None:
+                retry_in = down_in if retry_in is None else min(retry_in, down_in)
+            if retry_in is None:
+                await waiter
+            else:
+                await asyncio.wait([waiter], timeout=retry_in)
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._wake(1)  # pass the wake-up on to the next in line
+            raise
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
 
     def _next_retry_in(self) -> float | None:
         downs = [s.down_until for s in self._choices if s.down_until]
@@ -289,10 +386,16 @@ class Router:
 
     async def assign(self, msg: Message) -> Assignment:
         """Place ``msg`` on a replica and wait for its first reply."""
+        custom = self._custom
+        pending = custom.pending(msg) if custom is not None else None
         last: ErrorReply | None = None
         model_id: str = getattr(msg, "model_id", "")
         for _ in range(self._max_attempts):
-            slot = await self._acquire(model_id)
+            if pending is None:
+                slot = await self._acquire(model_id)
+            else:
+                assert custom is not None
+                slot = await self._acquire_custom(custom, pending)
             stream: ReplyStream | None = None
             try:
                 stream = await slot.client.open(msg)
@@ -308,8 +411,13 @@ class Router:
                 last = first
                 slot.down_until = time.monotonic() + _DOWN_FOR_S
                 self._release(slot)
+                if custom is not None:
+                    custom.unavailable(slot, connection_lost=first.type_name == "ConnectionLost")
                 continue
             assert stream is not None
+            if pending is not None:
+                assert custom is not None
+                return CustomAssignment(self, slot, stream, first, custom, pending)
             return Assignment(self, slot, stream, first)
         assert last is not None
         self.rejected["unavailable"] = self.rejected.get("unavailable", 0) + 1

@@ -88,6 +88,21 @@ async def _wait_child(proc: subprocess.Popen[bytes] | None) -> int:
     return proc.returncode if proc is not None else 0
 
 
+def _node_env() -> dict[str, str]:
+    """Where this actor runs, for the process it starts (request routers' locality)."""
+    import ray
+
+    ctx = ray.get_runtime_context()
+    env = {"SERVAL_NODE_ID": str(ctx.get_node_id())}
+    try:
+        zone = ctx.get_node_labels().get("ray.io/availability-zone")
+    except Exception:  # older Ray: no node labels
+        zone = None
+    if isinstance(zone, str) and zone:
+        env["SERVAL_AVAILABILITY_ZONE"] = zone
+    return env
+
+
 class ReplicaHost:
     """Runs one replica process on whichever node Ray placed this actor."""
 
@@ -105,10 +120,9 @@ class ReplicaHost:
             return self.address
         ip: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
         self.address = f"tcp:{ip}:{free_tcp_port(ip)}"
-        node_id = ray.get_runtime_context().get_node_id()
         self.proc = _spawn(
             [sys.executable, "-m", "serval.replica", self.address, self.replica_id],
-            {**self.env, "SERVAL_NODE_ID": node_id},
+            {**self.env, **_node_env()},
             self.secret,
         )
         return self.address
@@ -149,7 +163,7 @@ class ProxyHost:
             fd = self.sock.fileno()
             self.proc = _spawn(
                 [sys.executable, "-m", "serval.proxy", "--fd", str(fd), *args],
-                self.env,
+                {**self.env, **_node_env()},
                 self.secret,
                 (fd,),
             )

@@ -9,7 +9,8 @@ Direction of each message:
 - router  → replica:    HttpRequest, Call, Cancel
 - replica → router:     HttpResponse | HttpResponseStart, BodyChunk*, StreamEnd;
                         CallResult | StreamItem*, StreamEnd; ErrorReply
-- controller → replica: InitReplica, Reconfigure, CheckHealth, Drain, GetReplicaStats
+- controller → replica: InitReplica, Reconfigure, CheckHealth, Drain, GetReplicaStats,
+                        GetRoutingStats
 - any → controller:     DeployApps, DeleteApps, GetStatus, WaitApps, ListDeployments,
                         GetInfo, Shutdown, Subscribe (answered by a stream of Update),
                         RoutesApplied (from proxies)
@@ -185,6 +186,11 @@ class GetReplicaStats(_Msg, tag=24):
     pass
 
 
+class GetRoutingStats(_Msg, tag=26):
+    """controller → replica: call the deployment's ``record_routing_stats()`` (custom
+    request routers read the dict it returns as ``RunningReplica.routing_stats``)."""
+
+
 class Ok(_Msg, tag=25):
     value: Any = None
 
@@ -199,6 +205,7 @@ class DeploymentSpec(msgspec.Struct):
     config: dict[str, Any]
     code_hash: str
     is_function: bool = False
+    request_router: bytes = b""  # the pickled request_router_config class (b"": serval's)
 
 
 class AppSpec(msgspec.Struct):
@@ -265,6 +272,18 @@ class ReplicaInfo(msgspec.Struct, array_like=True):
     address: str
     max_ongoing_requests: int
     model_ids: list[str] = []  # models the replica holds or is loading (multiplexing)
+    node_id: str = ""  # the machine (on Ray: the Ray node) the replica runs on
+    availability_zone: str | None = None
+    routing_stats: dict[str, Any] = {}  # its record_routing_stats() (custom request routers)
+
+
+class RequestRouterSpec(msgspec.Struct, array_like=True):
+    """A deployment's own request router (``request_router_config``): the class, pickled
+    by value in the driver so routers need not import the user's module."""
+
+    serialized_class: bytes
+    class_path: str  # how the user named it (for messages)
+    kwargs: dict[str, Any] = {}  # request_router_kwargs, for initialize_state()
 
 
 class DeploymentTarget(msgspec.Struct, array_like=True):
@@ -276,6 +295,7 @@ class DeploymentTarget(msgspec.Struct, array_like=True):
     autoscaling: bool = False  # routers report their load when set
     overload_status: int = 503  # backpressure_config: what a full queue answers
     retry_after_s: float = 1.0
+    request_router: RequestRouterSpec | None = None  # None: serval's own choice
 
 
 class ModelDelta(msgspec.Struct, array_like=True):
@@ -407,6 +427,7 @@ Message = (
     | CheckHealth
     | Drain
     | GetReplicaStats
+    | GetRoutingStats
     | Ok
     | DeployApps
     | DeleteApps
