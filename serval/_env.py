@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 from dataclasses import dataclass
 
@@ -26,8 +25,8 @@ class Env:
     log_max_bytes: int  # a log file rotates past this size
     log_backup_count: int  # rotated files kept per process
     tracing: str  # the instance's tracing_config as JSON ("" when off)
-    node_id: str  # this machine (the ray runtime sets its Ray node id)
-    availability_zone: str  # the node's ray.io/availability-zone label ("" unknown)
+    node_id: str  # the Ray node a ray-runtime process runs on ("" elsewhere: serval/_node.py)
+    availability_zone: str  # that node's ray.io/availability-zone label ("" unknown)
 
 
 def default_home() -> str:
@@ -54,7 +53,7 @@ def read_env() -> Env:
         log_max_bytes=int(os.environ.get("SERVAL_LOG_MAX_BYTES", str(64 * 1024 * 1024))),
         log_backup_count=int(os.environ.get("SERVAL_LOG_BACKUP_COUNT", "5")),
         tracing=os.environ.get("SERVAL_TRACING", ""),
-        node_id=os.environ.get("SERVAL_NODE_ID") or f"host:{socket.gethostname()}",
+        node_id=os.environ.get("SERVAL_NODE_ID", ""),
         availability_zone=os.environ.get("SERVAL_AVAILABILITY_ZONE", ""),
     )
 

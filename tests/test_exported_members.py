@@ -49,3 +49,27 @@ def test_public_callables_have_docstrings() -> None:
         obj = getattr(serval, name)
         if callable(obj) and not name.startswith("_"):
             assert obj.__doc__, f"serval.{name} has no docstring"
+
+
+RAY_REQUEST_ROUTER_NAMES = {
+    "FIFOMixin",
+    "LocalityMixin",
+    "MultiplexMixin",
+    "PendingRequest",
+    "ReplicaID",
+    "ReplicaResult",
+    "RequestRouter",
+    "RunningReplica",
+}
+
+
+def test_request_router_module_has_ray_serves_names() -> None:
+    import serval.config
+    import serval.request_router as rr
+
+    assert rr.__all__ == sorted(rr.__all__)
+    missing = RAY_REQUEST_ROUTER_NAMES - set(rr.__all__)
+    assert not missing, f"missing from serval.request_router: {sorted(missing)}"
+    for name in rr.__all__:
+        assert getattr(rr, name).__doc__, f"serval.request_router.{name} has no docstring"
+    assert "RequestRouterConfig" in serval.config.__all__

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from serval import context as ctx_mod
-from serval._env import read_env
+from serval._node import this_node
 from serval.config import LoggingConfig
 from serval.exceptions import BadRequestError, ServalError, http_status_for
 from serval.observability import tracing
@@ -454,8 +454,8 @@ class ReplicaServer:
     @property
     def placement(self) -> dict[str, Any]:
         """Where this replica runs (routers' locality: ``RunningReplica.node_id``)."""
-        env = read_env()
-        return {"node_id": env.node_id, "availability_zone": env.availability_zone or None}
+        node_id, zone = this_node()
+        return {"node_id": node_id, "availability_zone": zone}
 
     def stats(self) -> dict[str, Any]:
         return {"in_flight": self.in_flight, "total": self.total, "state": self.state.value}

@@ -28,11 +28,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from serval._env import read_env
+from serval._node import this_node
 from serval.exceptions import BackPressureError, NotFoundError, ReplicaUnavailableError
 from serval.request_router.types import DeploymentHandleSource, PendingRequest
 from serval.router import model_choice
-from serval.router.custom import DECLINED, CustomChoice, backoff_s
+from serval.router.custom import DECLINED, CustomChoice, Declined, backoff_s
 from serval.router.replica_client import ReplicaClient, SocketReplicaClient
 from serval.transport.connection import ReplyStream
 from serval.transport.messages import (
@@ -209,14 +209,14 @@ class Router:
         if spec != self._custom_spec:
             self._custom_spec, self._custom = spec, None
             if spec is not None:
-                env = read_env()
+                node_id, zone = this_node()
                 try:
                     self._custom = CustomChoice(
                         self.name,
                         spec,
                         source=self.source,
-                        node_id=env.node_id,
-                        availability_zone=env.availability_zone or None,
+                        node_id=node_id,
+                        availability_zone=zone,
                         num_pending=lambda: len(self._waiters),
                     )
                 except Exception as exc:
@@ -305,17 +305,22 @@ class Router:
             slot.down_until == 0.0 or slot.down_until < time.monotonic()
         )
 
-    async def _acquire(self, model_id: str = "") -> _Slot:
+    async def _acquire(self, model_id: str = "") -> _Slot | None:
+        """A slot by serval's own choice; None when the deployment's request router
+        arrived (the first update, or a new config) while this request waited."""
         slot: _Slot | None = self._pick(model_id) if not self._waiters else None
         while slot is None:
             await self._wait_turn()
+            if self._custom is not None:
+                return None
             slot = self._pick(model_id)
         slot.in_flight += 1
         return slot
 
-    async def _acquire_custom(self, custom: CustomChoice, pending: PendingRequest) -> _Slot:
-        """``_acquire`` with the user's request router choosing (``router/custom.py``)."""
-        chosen = await custom.choose(self, pending) if not self._waiters else None
+    async def _acquire_custom(self, pending: PendingRequest, queued: bool = False) -> _Slot:
+        """``_acquire`` with the user's request router choosing (``router/custom.py``);
+        ``queued``: this request already waited its turn."""
+        chosen = await self._choose(pending) if queued or not self._waiters else None
         attempt = 0
         while not isinstance(chosen, _Slot):
             retry_in = None
@@ -323,9 +328,15 @@ class Router:
                 retry_in = backoff_s(attempt)
                 attempt += 1
             await self._wait_turn(retry_in)
-            chosen = await custom.choose(self, pending)
+            chosen = await self._choose(pending)
         chosen.in_flight += 1
         return chosen
+
+    async def _choose(self, pending: PendingRequest) -> _Slot | Declined | None:
+        custom = self._custom  # (the config may have changed while the request waited)
+        if custom is None:
+            return self._pick(pending.metadata.multiplexed_model_id)
+        return await custom.choose(self, pending)
 
     async def _wait_turn(self, retry_in: float | None = None) -> None:
         """Wait in the queue until a replica frees a slot (or ``retry_in`` passes); fail
@@ -386,16 +397,22 @@ class Router:
 
     async def assign(self, msg: Message) -> Assignment:
         """Place ``msg`` on a replica and wait for its first reply."""
-        custom = self._custom
-        pending = custom.pending(msg) if custom is not None else None
+        pending: PendingRequest | None = None  # made only for a user's request router
         last: ErrorReply | None = None
         model_id: str = getattr(msg, "model_id", "")
         for _ in range(self._max_attempts):
-            if pending is None:
+            custom = self._custom
+            if custom is None:
                 slot = await self._acquire(model_id)
+                if slot is None:  # a request router arrived while the request waited
+                    custom = self._custom
+                    assert custom is not None
+                    pending = pending or custom.pending(msg)
+                    slot = await self._acquire_custom(pending, queued=True)
             else:
-                assert custom is not None
-                slot = await self._acquire_custom(custom, pending)
+                pending = pending or custom.pending(msg)
+                slot = await self._acquire_custom(pending)
+            custom = self._custom
             stream: ReplyStream | None = None
             try:
                 stream = await slot.client.open(msg)
@@ -415,8 +432,7 @@ class Router:
                     custom.unavailable(slot, connection_lost=first.type_name == "ConnectionLost")
                 continue
             assert stream is not None
-            if pending is not None:
-                assert custom is not None
+            if custom is not None and pending is not None:
                 return CustomAssignment(self, slot, stream, first, custom, pending)
             return Assignment(self, slot, stream, first)
         assert last is not None

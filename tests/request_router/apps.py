@@ -12,7 +12,7 @@ import random
 from typing import Any
 
 import serval
-from serval.request_router import PendingRequest, RequestRouter, RunningReplica
+from serval.request_router import LocalityMixin, PendingRequest, RequestRouter, RunningReplica
 
 
 class ByScore(RequestRouter):
@@ -34,6 +34,21 @@ class ByScore(RequestRouter):
             return []  # not every replica has reported yet
         pick = max if self.prefer == "high" else min
         return [[pick(scored, key=lambda r: r.routing_stats["score"])]]
+
+
+class LocalByScore(LocalityMixin, ByScore):
+    """ByScore among the replicas on the router's own node: requests hang unless the
+    routers and replicas agree on their node ids."""
+
+    async def choose_replicas(
+        self,
+        candidate_replicas: list[RunningReplica],
+        pending_request: PendingRequest | None = None,
+    ) -> list[list[RunningReplica]]:
+        everyone = list(self.curr_replicas.values())
+        here = {r.replica_id for r in self.rank_replicas_via_locality(everyone)[0]}
+        ranked = await super().choose_replicas(candidate_replicas, pending_request)
+        return [[r for r in group if r.replica_id in here] for group in ranked]
 
 
 class Broken(RequestRouter):

@@ -16,7 +16,7 @@ import pytest
 import serval
 from serval.config import RequestRouterConfig
 from serval.exceptions import ConfigError
-from tests.request_router.apps import ByScore, Front, Scored, scores
+from tests.request_router.apps import Front, LocalByScore, Scored, scores
 from tests.utils import free_port, short_tmpdir, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -84,10 +84,14 @@ def test_the_user_router_picks_the_replica_for_http_and_handle_calls(
     assert scores(registry) == by_score  # the same three replicas
 
 
-def test_a_class_given_directly_is_shipped_to_the_proxy(
-    client: httpx.Client, registry: str
+def test_a_class_given_directly_runs_in_every_router_on_each_runtime(
+    runtime_client: httpx.Client, registry: str
 ) -> None:
-    config = RequestRouterConfig(request_router_class=ByScore, request_routing_stats_period_s=0.2)
+    """The class itself (pickled by value for the proxy), with LocalityMixin: routers and
+    replicas agree on their node (the machine, or on Ray the Ray node)."""
+    config = RequestRouterConfig(
+        request_router_class=LocalByScore, request_routing_stats_period_s=0.2
+    )
     serval.run(
         Scored.options(request_router_config=config, num_replicas=2).bind(registry),
         name="scored",
@@ -95,8 +99,13 @@ def test_a_class_given_directly_is_shipped_to_the_proxy(
     )
     by_score = scores(registry)
     best = max(by_score, key=by_score.__getitem__)
-    wait_for(lambda: client.get("/scored").json()["replica"] == best, what="both replicas")
-    assert {client.get("/scored").json()["replica"] for _ in range(10)} == {best}
+    wait_for(lambda: runtime_client.get("/scored").json()["replica"] == best, what="both")
+    handle = serval.get_deployment_handle("Scored", "scored")
+    seen = set()
+    for _ in range(8):
+        seen.add(runtime_client.get("/scored").json()["replica"])
+        seen.add(handle.remote().result(timeout_s=30)["replica"])
+    assert seen == {best}
 
 
 def test_a_raising_router_falls_back_to_servals_choice_and_logs_once(

@@ -275,3 +275,13 @@ async def test_replacing_the_router_config_swaps_the_instance() -> None:
     router.update(target(None, "a", "b"))
     assert router._custom is None
     assert isinstance((await router.assign(call())).first, CallResult)
+
+
+async def test_requests_sent_before_the_first_update_use_the_user_router() -> None:
+    router = Router("app/d", Replicas().factory)
+    early = [asyncio.ensure_future(router.assign(call())) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    assert router.queued == 3
+    router.update(target(Last, "a", "b", "c", max_ongoing=5))
+    assert [(await e).first for e in early] == [CallResult(b"c")] * 3
+    assert [e for e in user(router).events if e[0] == "routed"] == [("routed", "c")] * 3
