@@ -42,6 +42,7 @@ from serval.exceptions import (
 )
 from serval.handle import DeploymentHandle
 from serval.observability.ingress import GrpcMetrics
+from serval.observability.logs_access import cut
 from serval.transport.messages import GetStatus
 
 logger = logging.getLogger("serval.proxy")
@@ -237,6 +238,10 @@ async def _abort(context: Any, exc: BaseException, method: RpcMethod, call: _Cal
     else:
         logger.exception("gRPC call %s failed", where)
         code, text = grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}"
+    if code is not grpc.StatusCode.INTERNAL or isinstance(exc, ReplicaError):
+        # the caller's mistake, an overload or a replica's error (its replica logged
+        # the traceback): one line here, as for HTTP
+        logger.info("gRPC %s: %s: %s", where, code.name, cut(text))
     call.done(code.name)
     await context.abort(code, text)
 

@@ -5,6 +5,7 @@ The protobuf module is generated at test time with grpcio-tools, as a user would
 from __future__ import annotations
 
 import asyncio
+import glob
 import os
 import socket
 import sys
@@ -21,7 +22,7 @@ import serval as serve
 from serval.exceptions import ConfigError, ServalError
 from tests.conftest import RUNTIMES
 from tests.observability._scrape import scrape
-from tests.utils import free_port
+from tests.utils import free_port, wait_for
 
 PROTO = """
 syntax = "proto3";
@@ -216,3 +217,36 @@ def test_a_grpc_port_in_use_fails_at_start_naming_it(serval_home: str, holder: s
             )
     finally:
         release()
+
+
+def test_client_errors_are_one_line_in_the_proxys_log(
+    protos: str, serval_home: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([protos, os.environ.get("PYTHONPATH", "")]))
+    port = free_port()
+    serval.start(
+        http_options={"port": free_port()},
+        grpc_options={
+            "port": port,
+            "grpc_servicer_functions": ["greet_pb2_grpc:add_GreeterServicer_to_server"],
+        },
+    )
+    import greet_pb2
+    import greet_pb2_grpc
+
+    serval.run(_greeter("Hello").bind(), name="en", route_prefix=None)
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = greet_pb2_grpc.GreeterStub(channel)
+        with pytest.raises(grpc.RpcError):
+            stub.SayHello(greet_pb2.HelloRequest(name="x"), metadata=[("application", "de")])
+
+    def proxy_log() -> str:
+        text = ""
+        for path in glob.glob(os.path.join(serval_home, "t", "logs", "proxy*")):
+            with open(path) as f:
+                text += f.read()
+        return text
+
+    line = "gRPC greet.Greeter/SayHello: NOT_FOUND: application 'de' not found"
+    wait_for(lambda: line in proxy_log(), what="the proxy's log line")
+    assert "Traceback" not in proxy_log()
