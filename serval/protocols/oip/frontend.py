@@ -74,6 +74,17 @@ class OIPFrontend:
         )
         return result
 
+    async def infer_rest(
+        self, name: str, version: str | None, body: bytes, header_length: str | None
+    ) -> tuple[bytes, int | None]:
+        """A REST infer body (JSON, or JSON then binary tensors) to the response body
+        and its ``Inference-Header-Content-Length`` (None: JSON only); decoded and
+        encoded in the replica that serves the model."""
+        result: tuple[bytes, int | None] = await self._handle(name, version).oip_infer_rest.remote(
+            body, header_length, name
+        )
+        return result
+
     async def load(self, name: str) -> str:
         """Load ``name`` where its requests will go (the repository's ``load``)."""
         result: str = await self._handle(name, None).oip_load.remote()

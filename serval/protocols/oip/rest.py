@@ -38,7 +38,7 @@ from serval.exceptions import (
     http_status_for,
 )
 from serval.observability.logs_access import log_failure
-from serval.protocols.oip.binary import HEADER, encode_response, parse_request
+from serval.protocols.oip.binary import HEADER
 from serval.protocols.oip.frontend import OIPFrontend
 
 __all__ = ["OIPRest"]
@@ -99,9 +99,9 @@ class OIPRest:
         raise NotFoundError(f"no OIP route {method} {request.url.path}")
 
     async def _infer(self, request: Request, name: str, version: str | None) -> Response:
-        infer = parse_request(await request.body(), request.headers.get(HEADER))
-        served, outputs = await self.frontend.infer(name, version, infer)
-        body, header_length = encode_response(infer, name, served, outputs)
+        body, header_length = await self.frontend.infer_rest(
+            name, version, await request.body(), request.headers.get(HEADER)
+        )
         if header_length is None:
             return Response(body, media_type="application/json")
         return Response(

@@ -20,6 +20,7 @@ import posixpath
 from typing import Any
 
 from serval.context import get_multiplexed_model_id
+from serval.protocols.oip.binary import encode_response, parse_request
 from serval.protocols.oip.metadata import METADATA_FILE, ModelMetadata, metadata_of, parse_metadata
 from serval.protocols.oip.runner import run
 from serval.protocols.oip.tensors import Tensor
@@ -41,6 +42,18 @@ class OIPModels:
         version = _version(model_id, model)
         meta = await self._oip_meta(model_id, version, model)
         return version, run(model, meta, inputs, outputs)
+
+    async def oip_infer_rest(
+        self, body: bytes, header_length: str | None, name: str
+    ) -> tuple[bytes, int | None]:
+        """A REST infer call, bytes in and bytes out (see
+        :func:`~serval.protocols.oip.binary.parse_request`): the ingress forwards the
+        body, this replica decodes it, runs the model and encodes the answer, so the
+        tensors are converted once, where the model runs, and cross the process
+        boundary as bytes (not as pickled arrays, twice)."""
+        request = parse_request(body, header_length)
+        version, outputs = await self.oip_infer(request.inputs, request.outputs)
+        return encode_response(request, name, version, outputs)
 
     async def oip_metadata(self) -> dict[str, Any]:
         """The model's metadata (loads it: metadata comes from the model itself)."""
