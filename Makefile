@@ -33,21 +33,24 @@ lint: setup
 	$(VENV)/bin/ruff check serval tests benchmarks examples
 	$(VENV)/bin/mypy
 
-# Benchmarks: serval against Ray Serve, LitServe and the limits, in their own virtualenv
-# (benchmarks/bench.py). `make bench QUICK=1` (< 3 min), `make bench SCENARIO=many_models`.
+# Benchmarks: serval against Ray Serve, LitServe, MLServer and the limits, in their own
+# virtualenvs (benchmarks/bench.py). `make bench QUICK=1` (< 3 min), `make bench
+# SCENARIO=many_models`, `make bench SCENARIO=oip` (OIP v2 REST vs MLServer).
 BENCH_PYTHON ?= python3.11
 BENCH_VENV ?= .venv-bench
+MLSERVER_VENV ?= .venv-mlserver
 BENCH_STAMP := $(BENCH_VENV)/.serval-bench-installed
 
 bench-env: $(BENCH_STAMP)
 
 $(BENCH_STAMP): pyproject.toml scripts/setup-bench-env.sh
-	bash scripts/setup-bench-env.sh "$(BENCH_PYTHON)" "$(BENCH_VENV)"
+	bash scripts/setup-bench-env.sh "$(BENCH_PYTHON)" "$(BENCH_VENV)" "$(MLSERVER_VENV)"
 	touch $(BENCH_STAMP)
 
 bench: bench-env
 	$(BENCH_VENV)/bin/python benchmarks/bench.py $(if $(QUICK),--quick) \
-		$(if $(SCENARIO),--scenario $(SCENARIO)) $(BENCH_ARGS)
+		$(if $(SCENARIO),--scenario $(SCENARIO)) --mlserver $(MLSERVER_VENV)/bin/mlserver \
+		$(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

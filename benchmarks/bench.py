@@ -2,16 +2,16 @@
 
 Every scenario (benchmarks/scenarios/) runs every system in the same run, each in a
 process of its own: serval, the peers (Ray Serve configured as its docs recommend for
-throughput, LitServe where it applies) and the limit (the same work without a serving
-framework). One table follows: req/s (or items/s, calls/s), p50, p99, errors, and
-serval's ratio to each peer and to the limit; then the load generator's ceiling
-against bare uvicorn. Results go to ``benchmarks/results/``: a JSON file with machine
-info, a PNG chart (one panel per scenario) and a Markdown summary (``latest.md``; with
-a chart ``bench.png`` when every scenario ran, ``latest-<names>.md`` and
-``bench-<names>.png`` for a subset).
+throughput, LitServe where it applies, MLServer for the Open Inference Protocol) and
+the limit (the same work without a serving framework). One table follows: req/s (or
+items/s, calls/s), p50, p99, errors, and serval's ratio to each peer and to the limit;
+then the load generator's ceiling against bare uvicorn. Results go to
+``benchmarks/results/``: a JSON file with machine info, a PNG chart (one panel per
+scenario) and a Markdown summary (``latest.md``; with a chart ``bench.png`` when every
+scenario ran, ``latest-<names>.md`` and ``bench-<names>.png`` for a subset).
 
 Run (in the peers' virtualenv, ``make bench-env``):
-    python benchmarks/bench.py [--quick] [--scenario hello,many_models] [--peers ray,litserve]
+    python benchmarks/bench.py [--quick] [--scenario hello,oip] [--peers ray,litserve,mlserver]
 Exit status 1 when serval itself failed in a scenario (a peer failing is reported in
 its cells and does not fail the run).
 """
@@ -55,6 +55,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, help="measured seconds per point (default 5)")
     p.add_argument("--warmup", type=float, help="warm-up seconds per point (default 1)")
     p.add_argument("--mm-requests", type=int, help="many-models trace length (default 20000)")
+    p.add_argument("--mlserver", help="the mlserver executable (default .venv-mlserver/bin/)")
     p.add_argument("--loadgen", choices=KINDS, default="auto", help="default: wrk if installed")
     p.add_argument("--json", type=Path, help="results file (default: benchmarks/results/)")
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="chart and summary directory")
@@ -80,6 +81,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         changes["warmup_s"] = args.warmup
     if args.mm_requests is not None:
         changes["many_models_requests"] = args.mm_requests
+    if args.mlserver:
+        changes["mlserver"] = args.mlserver
     return base.replace(**changes)
 
 
@@ -97,7 +100,7 @@ def run(names: Sequence[str], ctx: Context) -> list[Cell]:
 def ceiling_cells(names: Sequence[str], ctx: Context) -> list[Cell]:
     """Bare uvicorn at 32 connections, when no hello scenario measured it but the load
     generator drove HTTP scenarios: the ceiling line needs it."""
-    if "hello" in names or not {"pipeline", "batching"} & set(names):
+    if "hello" in names or not {"pipeline", "batching", "oip"} & set(names):
         return []
     from benchmarks.scenarios.hello import bare_uvicorn
     from benchmarks.systems._handlers import BODY

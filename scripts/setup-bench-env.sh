@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
 # Create the benchmark environment: serval and the systems it is measured against, side
-# by side in one virtualenv (`make bench-env`). Everything comes from the package index
-# (pip); nothing else is downloaded, now or when the benchmarks run.
+# by side in one virtualenv, and MLServer in a second one (`make bench-env`). Everything
+# comes from the package index (pip); nothing else is downloaded, now or when the
+# benchmarks run.
 #
-#   bash scripts/setup-bench-env.sh [python3.11] [.venv-bench]
+#   bash scripts/setup-bench-env.sh [python3.11] [.venv-bench] [.venv-mlserver]
 #
-# Peers: Ray Serve 2.x (the API serval follows), LitServe (hello world and batching).
-# scikit-learn and joblib: the many-models tenants; matplotlib: the chart; wrk, the load
-# generator, is a system package (scripts/ensure-services.sh installs it; without it the
-# benchmarks fall back to their own multi-process asyncio generator).
+# Peers: Ray Serve 2.x (the API serval follows), LitServe (hello world and batching),
+# MLServer (the Open Inference Protocol). scikit-learn and joblib: the many-models
+# tenants; matplotlib: the chart; wrk, the load generator, is a system package
+# (scripts/ensure-services.sh installs it; without it the benchmarks fall back to their
+# own multi-process asyncio generator).
+#
+# MLServer gets a virtualenv of its own: mlserver 1.7.1 pins fastapi<0.116 (so
+# starlette<0.47) and protobuf<7, and installed beside the others it would downgrade
+# fastapi, starlette and protobuf under serval, Ray Serve and LitServe (they would be
+# measured on another stack than users get). The benchmark runs its `mlserver` command
+# as a separate process anyway; its scikit-learn is pinned to the bench env's, so both
+# load the same joblib file with the same code.
 set -euo pipefail
 python=${1:-python3.11}
 venv=${2:-.venv-bench}
+mlserver_venv=${3:-.venv-mlserver}
 if ! command -v "$python" >/dev/null 2>&1; then
   echo "setup-bench-env: $python not found (the peers need Python 3.11: PYTHON=... make bench-env)" >&2
   exit 1
@@ -34,3 +44,14 @@ from importlib import metadata
 names = ("serval", "ray", "litserve", "scikit-learn", "matplotlib", "uvicorn")
 print("bench env:", ", ".join(f"{n} {metadata.version(n)}" for n in names))
 EOF
+sklearn=$("$venv/bin/python" -c 'from importlib import metadata; print(metadata.version("scikit-learn"))')
+if [ ! -x "$mlserver_venv/bin/python" ]; then
+  "$python" -m venv "$mlserver_venv"
+fi
+"$mlserver_venv/bin/python" -m pip install --quiet --upgrade pip
+"$mlserver_venv/bin/python" -m pip install --quiet \
+  "mlserver==1.7.1" \
+  "mlserver-sklearn==1.7.1" \
+  "scikit-learn==$sklearn"
+"$mlserver_venv/bin/python" -m pip check
+echo "mlserver env: $("$mlserver_venv/bin/mlserver" --version), scikit-learn $sklearn"

@@ -36,6 +36,10 @@ class Role(str, enum.Enum):
     SERVAL = "serval"  # the system under test
     PEER = "peer"  # what a user would pick instead (Ray Serve, LitServe)
     LIMIT = "limit"  # the same work with no framework: what nothing can beat
+    REFERENCE = "reference"  # serval doing the same work another way (its own /score)
+
+
+ROLE_ORDER = {Role.LIMIT: 0, Role.SERVAL: 1, Role.REFERENCE: 2, Role.PEER: 3}  # rows, bars
 
 
 @dataclass(frozen=True)

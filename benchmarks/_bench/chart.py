@@ -1,8 +1,8 @@
 """The run as a PNG: one panel per scenario point and figure, serval vs peers vs limit.
 
-Bars are horizontal, one per system, coloured by role (serval, peer, limit); a panel
-whose figures span more than ``LOG_SPAN`` times goes to a log scale. A system that
-failed at a point gets a ``failed`` label instead of a bar.
+Bars are horizontal, one per system, coloured by role (serval, its reference, peer,
+limit); a panel whose figures span more than ``LOG_SPAN`` times goes to a log scale. A
+system that failed at a point gets a ``failed`` label instead of a bar.
 """
 
 from __future__ import annotations
@@ -11,10 +11,15 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks._bench.cells import Cell, Role, scenario_order
+from benchmarks._bench.cells import ROLE_ORDER, Cell, Role, scenario_order
 
 LOG_SPAN = 20.0
-COLORS = {Role.SERVAL: "#2b8a3e", Role.PEER: "#868e96", Role.LIMIT: "#1c7ed6"}
+COLORS = {
+    Role.SERVAL: "#2b8a3e",
+    Role.REFERENCE: "#8ce99a",
+    Role.PEER: "#868e96",
+    Role.LIMIT: "#1c7ed6",
+}
 TITLES = {"loads": "{point}: model loads", "startup_s": "{point}: run to first response"}
 LABELS = {
     "rps": "",
@@ -52,7 +57,7 @@ def draw(cells: Sequence[Cell], path: Path, title: str) -> Path:
     nrows = max(1, math.ceil(len(parts) / cols))
     fig, axes = plt.subplots(nrows, cols, figsize=(15, 2.6 * nrows + 0.8), squeeze=False)
     for ax, (point, metric, group) in zip(axes.flat, parts, strict=False):
-        order = sorted(group, key=lambda c: (c.role is not Role.LIMIT, c.role is not Role.SERVAL))
+        order = sorted(group, key=lambda c: ROLE_ORDER[c.role])
         names = [c.system for c in order]
         values = [c.figure(metric) or 0.0 for c in order]
         ys = range(len(order))

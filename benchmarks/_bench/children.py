@@ -134,10 +134,16 @@ def _pp() -> str:
 
 @contextlib.contextmanager
 def serving(
-    module: str, app: str, *, timeout_s: float, python: str = sys.executable
+    module: str,
+    app: str,
+    *,
+    timeout_s: float,
+    python: str = sys.executable,
+    args: Sequence[str] = (),
 ) -> Iterator[dict[str, Any]]:
-    """A system serving ``app``; yields its ready message (``url``, ``startup_s``)."""
-    child = Child(module, ["serve", app], python)
+    """A system serving ``app`` (``args`` follow it on the command line); yields its
+    ready message (``url``, ``startup_s``, and what the system adds)."""
+    child = Child(module, ["serve", app, *args], python)
     child.start()
     try:
         yield child.wait_for("ready", timeout_s)

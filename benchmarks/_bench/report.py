@@ -1,9 +1,10 @@
 """The run's one table (rich), its result file (JSON) and its Markdown summary.
 
-Rows are grouped by scenario point: the limit, serval, then the peers. Every row but
-serval's carries serval's ratio to it (``serval ÷ this``: above 1 is better for serval
-on req/s, below 1 on loads and time). A failed cell shows ``failed`` and its error is
-printed under the table.
+Rows are grouped by scenario point: the limit, serval, serval's reference (the same
+work done another way, e.g. the many-models app's own ``/score`` beside its OIP), then
+the peers. Every row but serval's carries serval's ratio to it (``serval ÷ this``:
+above 1 is better for serval on req/s, below 1 on loads and time). A failed cell shows
+``failed`` and its error is printed under the table.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks._bench.cells import Cell, Ratio, Role, format_ratio, ratios, scenario_order
+from benchmarks._bench.cells import (
+    ROLE_ORDER,
+    Cell,
+    Ratio,
+    Role,
+    format_ratio,
+    ratios,
+    scenario_order,
+)
 from benchmarks._harness.results import machine_info, save_results
 
 BENCHMARK = "bench"
@@ -36,11 +45,10 @@ LEGEND = (
     "serval ÷ this: serval's figure over this row's, same scenario, same run; "
     "throughput: above 1x is better for serval; loads and time: below 1x is."
 )
-ROLE_ORDER = {Role.LIMIT: 0, Role.SERVAL: 1, Role.PEER: 2}
 
 
 def ordered(cells: Sequence[Cell]) -> list[Cell]:
-    """Grouped by scenario point (first-measured order): limit, serval, peers."""
+    """Grouped by scenario point (first-measured order): limit, serval, reference, peers."""
     rank = {s: i for i, s in enumerate(scenario_order(cells))}
     return sorted(cells, key=lambda c: (rank[c.scenario], ROLE_ORDER[c.role]))
 

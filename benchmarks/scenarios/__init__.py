@@ -21,6 +21,7 @@ SCENARIOS: dict[str, str] = {
     "pipeline": "benchmarks.scenarios.pipeline:run",
     "batching": "benchmarks.scenarios.batching:run",
     "many_models": "benchmarks.scenarios.many_models:run",
+    "oip": "benchmarks.scenarios.oip:run",
     "startup": "benchmarks.scenarios.startup:run",
 }
 

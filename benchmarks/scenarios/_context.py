@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks._bench.cells import Cell, Role, failed
-from benchmarks._bench.children import ChildError
+from benchmarks._bench.children import ROOT, ChildError
 from benchmarks._harness.loadgen import LoadGenerator
 from benchmarks._harness.stats import Measurement
 
@@ -26,8 +26,16 @@ BARE = "bare uvicorn"
 SERVAL = "serval"
 RAY = "Ray Serve"
 LITSERVE = "LitServe"
-PEERS = {"ray": RAY, "litserve": LITSERVE}  # --peers names -> system names
-MODULES = {SERVAL: "serval_apps", RAY: "ray_apps", LITSERVE: "litserve_apps"}
+MLSERVER = "MLServer"
+PEERS = {"ray": RAY, "litserve": LITSERVE, "mlserver": MLSERVER}  # --peers -> system names
+MODULES = {
+    SERVAL: "serval_apps",
+    RAY: "ray_apps",
+    LITSERVE: "litserve_apps",
+    MLSERVER: "mlserver_apps",
+}
+# MLServer has a virtualenv of its own (scripts/setup-bench-env.sh says why).
+MLSERVER_BIN = str(ROOT / ".venv-mlserver" / "bin" / "mlserver")
 
 
 @dataclass(frozen=True)
@@ -36,12 +44,13 @@ class Settings:
 
     duration_s: float = 5.0  # measured seconds per point
     warmup_s: float = 1.0  # seconds of the same load first, thrown away
-    peers: tuple[str, ...] = tuple(PEERS)  # which peers run ("ray", "litserve")
+    peers: tuple[str, ...] = tuple(PEERS)  # which peers run ("ray", "litserve", "mlserver")
     quick: bool = False
     start_timeout_s: float = 240.0  # a system's process to be ready (Ray on a busy box)
     many_models_requests: int = 20_000
     startup_rounds: int = 3
     python: str = field(default=sys.executable)  # the interpreter every system runs in
+    mlserver: str = MLSERVER_BIN  # the mlserver executable (its own virtualenv)
 
     @classmethod
     def quick_run(cls) -> Settings:

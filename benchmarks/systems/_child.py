@@ -35,15 +35,17 @@ def emit(kind: str, **fields: Any) -> None:
     print(f"{TAG} {json.dumps({'kind': kind, **fields})}", flush=True)
 
 
-def first_response_s(url: str, started: float, timeout_s: float = 180.0) -> float:
-    """Seconds from ``started`` until ``url`` answers a POST of BODY with 200."""
+def first_response_s(
+    url: str, started: float, timeout_s: float = 180.0, body: bytes = BODY
+) -> float:
+    """Seconds from ``started`` until ``url`` answers a POST of ``body`` with 200."""
     parts = urlsplit(url)
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=5)
             try:
-                conn.request("POST", parts.path or "/", BODY, {"Content-Type": "application/json"})
+                conn.request("POST", parts.path or "/", body, {"Content-Type": "application/json"})
                 resp = conn.getresponse()
                 resp.read()
                 if resp.status == 200:
@@ -57,8 +59,11 @@ def first_response_s(url: str, started: float, timeout_s: float = 180.0) -> floa
         time.sleep(0.02)
 
 
-def report_ready(url: str, started: float) -> None:
-    emit("ready", url=url, startup_s=round(first_response_s(url, started), 4))
+def report_ready(url: str, started: float, body: bytes = BODY, **extra: Any) -> None:
+    """The ready message once ``url`` answered a POST of ``body``; ``extra`` fields ride
+    along (other URLs of the same server, a version)."""
+    startup_s = round(first_response_s(url, started, body=body), 4)
+    emit("ready", url=url, startup_s=startup_s, **extra)
 
 
 def wait_for_stdin_eof() -> None:

@@ -1,10 +1,14 @@
 """serval's side of every scenario (run by benchmarks/bench.py in a process of its own).
 
-    python -m benchmarks.systems.serval_apps serve {hello,pipeline,batching} --port P
+    python -m benchmarks.systems.serval_apps serve {hello,pipeline,batching}
+    python -m benchmarks.systems.serval_apps serve oip --registry DIR
     python -m benchmarks.systems.serval_apps handles --concurrency N --duration S --warmup S
 
 Deployments get ``max_ongoing_requests=100``, the throughput setting Ray Serve's docs
 give and the same options as Ray Serve's side; batching reuses benchmarks/batching.py.
+``oip`` is the many-models app on its defaults (what ``serval run
+serval.apps.many_models:app --registry DIR`` serves) over the registry of
+benchmarks/systems/_oip.py: OIP v2 REST and ``/score`` on the same instance.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 
 import serval as serve
 from benchmarks import batching, http_overhead
-from benchmarks.systems import _child
+from benchmarks.systems import _child, _oip
 from benchmarks.systems._handlers import predict, tokenize
 
 THROUGHPUT_OPTIONS: dict[str, Any] = {"max_ongoing_requests": 100}
@@ -64,6 +68,22 @@ def cmd_serve(name: str) -> None:
         _child.wait_for_stdin_eof()
 
 
+def cmd_serve_oip(registry: str) -> None:
+    from serval.apps.many_models import ManyModelsConfig, build_app
+
+    started = time.perf_counter()
+    with http_overhead.serval_instance() as url:
+        serve.run(build_app(ManyModelsConfig(registry=registry)), name="oip", route_prefix="/")
+        base = url.rstrip("/")
+        _child.report_ready(
+            base + _oip.INFER_PATH,
+            started,
+            body=_oip.infer_body(),
+            score_url=base + _oip.SCORE_PATH,
+        )
+        _child.wait_for_stdin_eof()
+
+
 def cmd_handles(points: list[int], duration_s: float, warmup_s: float) -> None:
     with http_overhead.serval_instance():
         handle = serve.run(http_overhead.hello.options(**THROUGHPUT_OPTIONS).bind(), name="h")
@@ -79,11 +99,16 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve")
-    s.add_argument("app", choices=("hello", "pipeline", "batching"))
+    s.add_argument("app", choices=("hello", "pipeline", "batching", "oip"))
+    s.add_argument("--registry", help="oip: the model registry (benchmarks/systems/_oip.py)")
     h = sub.add_parser("handles")
     _child.add_handles_args(h)
     args = p.parse_args(argv)
-    if args.command == "serve":
+    if args.command == "serve" and args.app == "oip":
+        if not args.registry:
+            p.error("serve oip needs --registry")
+        cmd_serve_oip(args.registry)
+    elif args.command == "serve":
         cmd_serve(args.app)
     else:
         cmd_handles(args.concurrency, args.duration, args.warmup)

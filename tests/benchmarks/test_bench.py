@@ -13,7 +13,7 @@ import pytest
 from benchmarks import bench, scenarios
 from benchmarks._bench import chart, report
 from benchmarks._bench.cells import Cell, Role, format_ratio, ratios
-from benchmarks._bench.children import ChildError, parse_line, run_child
+from benchmarks._bench.children import ChildError, parse_line, run_child, serving
 from benchmarks._harness import pyload, wrk
 from benchmarks._harness.loadgen import LoadGenerator
 from benchmarks._harness.results import SCHEMA_VERSION, load_results
@@ -62,6 +62,7 @@ def test_every_scenario_loads_a_runner() -> None:
 
 def test_peers() -> None:
     assert bench.parse_peers("ray,litserve") == ("ray", "litserve")
+    assert bench.parse_peers("mlserver") == ("mlserver",)
     assert bench.parse_peers("none") == () == bench.parse_peers("")
     with pytest.raises(ValueError, match="unknown peer"):
         bench.parse_peers("torchserve")
@@ -75,7 +76,10 @@ def test_quick_settings_and_overrides() -> None:
         bench.parse_args(["--duration", "0.5", "--warmup", "0.1", "--mm-requests", "50"])
     )
     assert (custom.duration_s, custom.warmup_s, custom.many_models_requests) == (0.5, 0.1, 50)
-    assert not custom.quick and custom.peers == ("ray", "litserve")
+    assert not custom.quick and custom.peers == ("ray", "litserve", "mlserver")
+    assert custom.mlserver.endswith(".venv-mlserver/bin/mlserver")
+    chosen = bench.settings_from(bench.parse_args(["--mlserver", "/opt/mls/bin/mlserver"]))
+    assert chosen.mlserver == "/opt/mls/bin/mlserver"
 
 
 def test_scenario_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -167,6 +171,19 @@ def test_rows_show_figures_ratios_and_failures() -> None:
     assert many["Belady bound (limit)"][5] == ""  # not a load test: no error count
 
 
+def test_a_reference_row_follows_serval_and_gets_a_ratio(tmp_path: Path) -> None:
+    """The OIP scenario: serval's own /score beside its OIP calls, then the peer."""
+    oip = [
+        Cell("OIP REST c32", "MLServer", Role.PEER, rps=1_000.0),
+        Cell("OIP REST c32", "serval /score", Role.REFERENCE, rps=5_000.0),
+        Cell("OIP REST c32", "serval", Role.SERVAL, rps=4_500.0),
+    ]
+    rows = [text for text, _ in report.rows(oip)]
+    assert [r[0] for r in rows] == ["serval", "serval /score", "MLServer"]
+    assert [r[7] for r in rows] == ["", "0.90x", "4.50x"]
+    assert chart.draw(oip, tmp_path / "oip.png", "oip").stat().st_size > 0
+
+
 def test_failures_list_the_first_line_of_each_error() -> None:
     assert report.failures(CELLS) == ["LitServe / hello c32: exited with code 1 before 'ready'"]
 
@@ -240,6 +257,15 @@ def test_parse_line() -> None:
 def test_a_failing_child_is_an_error_with_its_stderr() -> None:
     with pytest.raises(ChildError, match=r"(?s)exited with code 2.*invalid choice"):
         run_child("direct", ["no-such-command"], timeout_s=60)
+
+
+def test_mlserver_missing_is_an_error_naming_the_fix(tmp_path: Path) -> None:
+    args = ["--model", str(tmp_path / "m.joblib"), "--mlserver", str(tmp_path / "mlserver")]
+    with (
+        pytest.raises(ChildError, match=r"(?s)exited with code 1.*make bench-env"),
+        serving("mlserver_apps", "oip", timeout_s=60, args=args),
+    ):
+        pass
 
 
 def test_attempt_turns_a_failure_into_failed_cells() -> None:

@@ -99,6 +99,9 @@ def test_bench_every_scenario_smallest_serval_only(tmp_path: Path) -> None:
     assert serval_points == {c.scenario for c in cells}  # serval measured at every point
     assert {c.system for c in cells if c.role is Role.PEER} == set()
     assert {"hello c32", "handle c1", "pipeline c32", "many models", "startup"} <= serval_points
+    assert {"OIP REST c1", "OIP REST c32"} <= serval_points
+    references = {(c.scenario, c.system) for c in cells if c.role is Role.REFERENCE}
+    assert references == {("OIP REST c1", "serval /score"), ("OIP REST c32", "serval /score")}
     assert all(c.rps and c.rps > 0 for c in cells if c.role is Role.SERVAL and c.concurrency)
     assert (tmp_path / "bench.png").stat().st_size > 0
     assert "serval" in (tmp_path / "latest.md").read_text()

@@ -1,0 +1,74 @@
+"""The Open Inference Protocol v2 over REST: serval against MLServer, the peer that
+speaks it, at 1 and 32 keep-alive connections.
+
+One scikit-learn model (benchmarks/systems/_oip.py: a 4-feature logistic regression,
+saved with joblib) served by both; the load generator POSTs the same OIP JSON infer
+body (3 rows, ``predict`` requested) to ``/v2/models/logreg/infer``. serval runs on its
+defaults: the many-models app as ``serval run serval.apps.many_models:app --registry
+DIR`` serves it. Beside it, labelled ``serval /score`` (role: reference), the app's own
+``POST /score`` on the same instance and model, measured in turn with the OIP calls:
+what the protocol costs over serval's native API. Peer: MLServer 1.7.1 with its
+scikit-learn runtime, ``parallel_workers: 0`` (benchmarks/systems/mlserver_apps.py).
+Targets (issue 11): serval's OIP REST at least ``TARGETS`` times MLServer's req/s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+
+from benchmarks._bench.cells import Cell, Role
+from benchmarks._bench.children import serving
+from benchmarks.scenarios._context import MLSERVER, MODULES, SERVAL, Context, http_cell
+from benchmarks.systems import _oip
+
+NAME = "oip"
+CONCURRENCIES = (1, 32)
+TARGETS = {1: 1.3, 32: 4.0}  # serval's OIP REST req/s over MLServer's, by connections
+SCORE = "serval /score"
+
+
+def point(conns: int) -> str:
+    return f"OIP REST c{conns}"
+
+
+def run(ctx: Context) -> list[Cell]:
+    s = ctx.settings
+    points = [point(c) for c in CONCURRENCIES]
+    infer, score = _oip.infer_body(), _oip.score_body()
+
+    def measure_serval(registry: str) -> list[Cell]:
+        args = ["--registry", registry]
+        cells = []
+        with serving(
+            MODULES[SERVAL], NAME, timeout_s=s.start_timeout_s, python=s.python, args=args
+        ) as ready:
+            for conns in CONCURRENCIES:
+                m = ctx.measure_http(ready["url"], conns, infer)
+                cells.append(http_cell(m, point(conns), SERVAL, Role.SERVAL, conns))
+                m = ctx.measure_http(ready["score_url"], conns, score)
+                cells.append(http_cell(m, point(conns), SCORE, Role.REFERENCE, conns))
+        return cells
+
+    def measure_mlserver(model_path: str) -> list[Cell]:
+        args = ["--model", model_path, "--mlserver", s.mlserver]
+        cells = []
+        with serving(
+            MODULES[MLSERVER], NAME, timeout_s=s.start_timeout_s, python=s.python, args=args
+        ) as ready:
+            for conns in CONCURRENCIES:
+                m = ctx.measure_http(ready["url"], conns, infer)
+                note = (
+                    f"MLServer {ready['version']}, parallel_workers 0; "
+                    f"target: serval >= {TARGETS[conns]:g}x"
+                )
+                cell = http_cell(m, point(conns), MLSERVER, Role.PEER, conns)
+                cells.append(dataclasses.replace(cell, note=note))
+        return cells
+
+    with tempfile.TemporaryDirectory(prefix="svoip") as registry:
+        model_path = _oip.write_registry(registry)
+        cells = ctx.attempt(points, SERVAL, Role.SERVAL, lambda: measure_serval(registry))
+        if MLSERVER in s.peer_systems((MLSERVER,)):
+            cells += ctx.attempt(points, MLSERVER, Role.PEER, lambda: measure_mlserver(model_path))
+    return cells

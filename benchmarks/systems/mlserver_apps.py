@@ -1,0 +1,101 @@
+"""MLServer's side of the OIP scenario: the model of benchmarks/systems/_oip.py served by
+MLServer's scikit-learn runtime, OIP v2 REST on ``/v2/models/logreg/infer``.
+
+    python -m benchmarks.systems.mlserver_apps serve oip --model PATH --mlserver BIN
+
+MLServer runs as its own ``mlserver start`` process from its own virtualenv
+(``.venv-mlserver``, made by ``make bench-env``: MLServer 1.7.1 pins fastapi < 0.116,
+starlette < 0.47 and protobuf < 7, which would downgrade the stack serval, Ray Serve and
+LitServe are measured on if it shared theirs). Settings: MLServer's defaults but
+``parallel_workers: 0`` (inference in the server process: its parallel inference
+workers crash on this kind of machine) and the ports, on 127.0.0.1. This process
+writes the settings, starts MLServer, reports ready once an infer call answers 200,
+and stops MLServer when its stdin closes.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
+
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+import time
+
+from benchmarks._harness.procs import free_port, wait_for_port
+from benchmarks.systems import _child, _oip
+
+HOST = "127.0.0.1"
+
+
+def settings(http_port: int, grpc_port: int, metrics_port: int) -> dict[str, object]:
+    """The server's ``settings.json``."""
+    return {
+        "parallel_workers": 0,
+        "host": HOST,
+        "http_port": http_port,
+        "grpc_port": grpc_port,
+        "metrics_port": metrics_port,
+    }
+
+
+def model_settings(model_path: str) -> dict[str, object]:
+    """The model's ``model-settings.json`` (MLServer's scikit-learn runtime)."""
+    return {
+        "name": _oip.MODEL,
+        "implementation": "mlserver_sklearn.SKLearnModel",
+        "parameters": {"uri": model_path, "version": _oip.VERSION},
+    }
+
+
+def version(mlserver: str) -> str:
+    out = subprocess.run([mlserver, "--version"], capture_output=True, text=True, check=True)
+    return out.stdout.strip().rsplit(" ", 1)[-1]
+
+
+def cmd_serve(model_path: str, mlserver: str) -> None:
+    if not os.access(mlserver, os.X_OK):
+        raise SystemExit(f"MLServer is not installed at {mlserver}: run `make bench-env`")
+    started = time.perf_counter()
+    http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+    with tempfile.TemporaryDirectory(prefix="svmls") as folder:
+        with open(os.path.join(folder, "settings.json"), "w") as f:
+            json.dump(settings(http_port, grpc_port, metrics_port), f)
+        os.makedirs(os.path.join(folder, _oip.MODEL))
+        with open(os.path.join(folder, _oip.MODEL, "model-settings.json"), "w") as f:
+            json.dump(model_settings(os.path.abspath(model_path)), f)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # its own venv only
+        proc = subprocess.Popen([mlserver, "start", folder], cwd=folder, env=env)
+        try:
+            wait_for_port(HOST, http_port, timeout_s=120, proc=proc)
+            url = f"http://{HOST}:{http_port}{_oip.INFER_PATH}"
+            _child.report_ready(url, started, body=_oip.infer_body(), version=version(mlserver))
+            _child.wait_for_stdin_eof()
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve")
+    s.add_argument("app", choices=("oip",))
+    s.add_argument("--model", required=True, help="the joblib file (benchmarks/systems/_oip.py)")
+    s.add_argument("--mlserver", required=True, help="the mlserver executable")
+    args = p.parse_args(argv)
+    cmd_serve(args.model, args.mlserver)
+
+
+if __name__ == "__main__":
+    main()
