@@ -53,8 +53,13 @@ def error_reply(exc: BaseException, *, user: bool = True) -> ErrorReply:
         pickle.loads(payload)  # it must also come back out on the other side
     except Exception:
         payload = b""
+    type_name, message = type(exc).__name__, str(exc)
+    if isinstance(exc, exc_mod.ReplicaError):
+        # A failure from a handle call further down, passed on: the caller sees its cause
+        # (type and message; its str() would carry the remote traceback to the client).
+        type_name, message = exc.cause_type, exc.message
     return ErrorReply(
-        kind=kind, type_name=type(exc).__name__, message=str(exc), traceback=tb, payload=payload
+        kind=kind, type_name=type_name, message=message, traceback=tb, payload=payload
     )
 
 

@@ -34,6 +34,7 @@ from serval.exceptions import (
     BackPressureError,
     BadRequestError,
     NotFoundError,
+    ReplicaError,
     ServalError,
     http_status_for,
 )
@@ -119,7 +120,11 @@ def _error_response(request: Request, exc: ServalError) -> Response:
     headers = None
     if isinstance(exc, BackPressureError):
         headers = {"Retry-After": str(max(1, round(exc.retry_after_s)))}
-    return JSONResponse({"error": str(exc)}, http_status_for(exc), headers=headers)
+    message = str(exc)
+    if isinstance(exc, ReplicaError):  # the model's code raised: its traceback stays in the logs
+        cause = f"{exc.cause_type}: {exc.message}"
+        message = f"Internal Server Error: {cause} (request id {request_id})"
+    return JSONResponse({"error": message}, http_status_for(exc), headers=headers)
 
 
 def _v2_parts(path: str) -> list[str] | None:

@@ -8,7 +8,10 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
+import cloudpickle
+import numpy as np
 import pytest
 
 import serval
@@ -63,7 +66,21 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> str:
     with open(os.path.join(root, "torchy", "1", "oip.json"), "w") as f:
         json.dump(TORCH_META, f)
     _put(root, "broken", "1", "model.joblib", b"this is not a joblib file")
+    _put(root, "exploding", "1", "model.pkl", _exploding_model())
     return root
+
+
+def _exploding_model() -> bytes:
+    """A model whose own code fails (pickled by value: replicas cannot import tests/)."""
+
+    class Exploding:
+        n_features_in_ = 4
+        classes_ = np.array([0, 1])
+
+        def predict(self, x: Any) -> Any:
+            raise ZeroDivisionError("the model's own bug")
+
+    return bytes(cloudpickle.dumps(Exploding()))
 
 
 @dataclass(frozen=True)

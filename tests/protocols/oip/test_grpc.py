@@ -80,6 +80,10 @@ def test_bad_input_codes(client: grpcclient.InferenceServerClient) -> None:
         lambda: client.infer("tenant2", rows, outputs=[grpcclient.InferRequestedOutput("nope")])
     )
     assert err.status() == str(grpc.StatusCode.INVALID_ARGUMENT) and "'nope'" in err.message()
+    err = _error(lambda: client.infer("exploding", rows))
+    assert err.status() == str(grpc.StatusCode.INTERNAL)
+    assert "ZeroDivisionError: the model's own bug" in err.message()
+    assert "Traceback" not in err.message()
     err = _error(lambda: client.infer("broken", rows))
     assert err.status() == str(grpc.StatusCode.UNAVAILABLE) and "broken" in err.message()
     big = [_input("input-0", np.ones((200_000, 4)), "FP64")]  # 6.4 MB > gRPC's 4 MB

@@ -181,6 +181,10 @@ def test_bad_input(client: httpclient.InferenceServerClient) -> None:
         lambda: client.infer("tenant2", rows, outputs=[httpclient.InferRequestedOutput("logits")])
     )
     assert err.status() == "400" and "'logits'" in err.message()
+    # the model's own code raises: 500 naming the error, the traceback stays in the logs
+    err = _error(lambda: client.infer("exploding", rows))
+    assert err.status() == "500" and "ZeroDivisionError: the model's own bug" in err.message()
+    assert "Traceback" not in err.message()
     # a model that fails to load: 500 naming it and the cause, every time (not cached)
     for _ in range(2):
         err = _error(lambda: client.infer("broken", rows))
