@@ -157,9 +157,15 @@ def run(
     canary: CanaryConfig | dict[str, Any] | float | None = None,
     logging_config: LoggingConfig | dict[str, Any] | None = None,
     _import_path: str = "",
+    _local_testing_mode: bool = False,
     **_ignored: Any,
 ) -> DeploymentHandle:
     """Deploy an application and wait until it runs; returns a handle to its ingress.
+
+    ``_local_testing_mode=True`` (for unit tests, as in Ray Serve) constructs the
+    application in this process instead, one instance per deployment, reachable through
+    the returned handle only: no serval instance, no HTTP (see
+    :mod:`serval._local_testing`).
 
     With ``canary`` (a CanaryConfig, its fields as a dict, or a weight such as 0.1) the
     application is deployed beside the running ``name`` and gets that share of its
@@ -176,6 +182,12 @@ def run(
         )
     if not isinstance(name, str) or not name:
         raise ConfigError(f"invalid application name {name!r}: must be a non-empty string")
+    if _local_testing_mode:
+        if canary is not None:
+            raise ConfigError("canary cannot be combined with _local_testing_mode")
+        from serval._local_testing import run_local
+
+        return run_local(target, name)
     prefix = target.deployment.route_prefix or route_prefix
     app_logging = (
         None

@@ -116,6 +116,10 @@ _request_context: contextvars.ContextVar[RequestContext] = contextvars.ContextVa
     default=_EMPTY_REQUEST,
 )
 _replica_context: ReplicaContext | None = None
+# Local testing mode runs several deployments in one process: the one whose code runs.
+_local_replica: contextvars.ContextVar[ReplicaContext | None] = contextvars.ContextVar(
+    "serval_local_replica", default=None
+)
 
 
 def get_request_context() -> RequestContext:
@@ -168,6 +172,9 @@ def _served_model_record() -> ServedModel:
 
 def get_replica_context() -> ReplicaContext:
     """The running replica's context; raises ``RuntimeError`` outside a replica."""
+    local = _local_replica.get()
+    if local is not None:
+        return local
     if _replica_context is None:
         raise RuntimeError(
             "get_replica_context() may only be called from inside a serval replica "
@@ -179,7 +186,7 @@ def get_replica_context() -> ReplicaContext:
 def _get_internal_replica_context() -> ReplicaContext | None:
     """The running replica's context, or None outside a replica (Ray Serve's internal
     helper of that name, which its guides use)."""
-    return _replica_context
+    return _local_replica.get() or _replica_context
 
 
 def _set_replica_context(ctx: ReplicaContext | None) -> None:
