@@ -25,7 +25,7 @@ from serval.context import get_request_context
 from serval.exceptions import RequestCancelledError, RequestTimeoutError, ServalError
 from serval.observability import tracing
 from serval.observability.process import HANDLE_CALLS
-from serval.router.router import Assignment
+from serval.router.assignment import Assignment
 from serval.transport.codec import dumps, error_from_reply, loads
 from serval.transport.messages import Call, CallResult, ErrorReply, StreamEnd, StreamItem
 

@@ -20,7 +20,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from serval.exceptions import ServalError
-from serval.router.router import Assignment, Router
+from serval.router.assignment import Assignment
+from serval.router.router import Router
 from serval.transport.flow import CreditReturn, SendWindow
 from serval.transport.messages import (
     ErrorReply,

@@ -34,7 +34,8 @@ from serval.request_router.types import (
 from serval.transport.messages import Call, HttpRequest, Message, ModelDelta, RequestRouterSpec
 
 if TYPE_CHECKING:
-    from serval.router.router import Router, _Slot
+    from serval.router.assignment import _Slot
+    from serval.router.router import Router
 
 logger = logging.getLogger("serval.router")
 

@@ -26,22 +26,20 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from serval._node import this_node
 from serval.exceptions import BackPressureError, NotFoundError, ReplicaUnavailableError
 from serval.request_router.types import DeploymentHandleSource, PendingRequest
 from serval.router import model_choice
+from serval.router.assignment import Assignment, CustomAssignment, _Slot
 from serval.router.custom import DECLINED, CustomChoice, Declined, backoff_s
 from serval.router.replica_client import ReplicaClient, SocketReplicaClient
 from serval.transport.connection import ReplyStream
 from serval.transport.messages import (
-    FINAL,
     DeploymentTarget,
     ErrorReply,
     Message,
     ModelDelta,
-    ReplicaInfo,
     RequestRouterSpec,
     Update,
 )
@@ -50,94 +48,6 @@ logger = logging.getLogger("serval.router")
 
 _DOWN_FOR_S = 2.0
 _RECENT_FOR_S = 10.0
-
-
-@dataclass(eq=False)
-class _Slot:
-    info: ReplicaInfo
-    client: ReplicaClient
-    in_flight: int = 0
-    down_until: float = 0.0
-    removed: bool = False
-    served: int = field(default=0)
-
-    @property
-    def replica_id(self) -> str:
-        return self.info.replica_id
-
-    @property
-    def capacity(self) -> int:
-        return self.info.max_ongoing_requests
-
-
-class Assignment:
-    """A request placed on a replica: its first reply, then (when streaming) the rest.
-
-    Releases the replica's slot when the last reply arrives or ``close()`` is called.
-    """
-
-    __slots__ = ("_released", "_router", "_slot", "first", "stream")
-
-    def __init__(self, router: Router, slot: _Slot, stream: ReplyStream, first: Message) -> None:
-        self._router = router
-        self._slot = slot
-        self.stream = stream
-        self.first = first
-        self._released = False
-        if isinstance(first, FINAL):
-            self._release()
-
-    @property
-    def replica_id(self) -> str:
-        return self._slot.info.replica_id
-
-    async def receive(self) -> Message:
-        msg = await self.stream.receive()
-        if isinstance(msg, FINAL):
-            self._release()
-        return msg
-
-    def close(self) -> None:
-        """Stop early (client gone, timeout): tell the replica and free the slot."""
-        if not self._released:
-            self.stream.cancel()
-            self._release()
-
-    def _release(self) -> None:
-        if not self._released:
-            self._released = True
-            self._router._release(self._slot)
-
-
-class CustomAssignment(Assignment):
-    """An Assignment that tells the user's request router when the request was routed
-    and when it completed (``on_request_routed``, ``on_request_completed``)."""
-
-    __slots__ = ("_custom", "_pending", "_routed")
-
-    def __init__(
-        self,
-        router: Router,
-        slot: _Slot,
-        stream: ReplyStream,
-        first: Message,
-        custom: CustomChoice,
-        pending: PendingRequest,
-    ) -> None:
-        self._custom = custom
-        self._pending = pending
-        self._routed = False
-        super().__init__(router, slot, stream, first)  # may release at once (one reply)
-        custom.routed(pending, slot, self)
-        self._routed = True
-        if self._released:
-            custom.completed(slot, pending)
-
-    def _release(self) -> None:
-        if not self._released:
-            super()._release()
-            if self._routed:
-                self._custom.completed(self._slot, self._pending)
 
 
 class Router:
