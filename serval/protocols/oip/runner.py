@@ -54,15 +54,14 @@ def run(
     model: Any, meta: ModelMetadata, inputs: list[Tensor], requested: list[str] | None = None
 ) -> list[Tensor]:
     """The model's outputs for ``inputs`` (see the module docs)."""
-    from serval.models.loaders import OnnxModel
-
     ordered = check_inputs(meta, inputs)
     wanted = select_outputs(meta, requested)
+    kind = _KINDS.get(type(model)) or _kind_of(model)
     try:
-        if isinstance(model, OnnxModel):
+        if kind == "onnx":
             feeds = {t.name: t.data for t in ordered}
             values = model.session.run([s.name for s in wanted], feeds)
-        elif _is_torch(model):
+        elif kind == "torch":
             values = _torch(model, meta, ordered, wanted)
         else:
             values = [_sklearn(model, ordered[0].data, s.name) for s in wanted]
@@ -71,6 +70,18 @@ def run(
             f"inputs {[t.name for t in ordered]} do not fit the model: {exc}"
         ) from None
     return [_as_tensor(spec, value) for spec, value in zip(wanted, values, strict=True)]
+
+
+_KINDS: dict[type, str] = {}  # model class -> how to call it (run() is per request)
+
+
+def _kind_of(model: Any) -> str:
+    from serval.models.loaders import OnnxModel
+
+    kind = "onnx" if isinstance(model, OnnxModel) else "torch" if _is_torch(model) else "sklearn"
+    if len(_KINDS) < 1024:
+        _KINDS[type(model)] = kind
+    return kind
 
 
 def _sklearn(model: Any, x: np.ndarray, output: str) -> Any:

@@ -40,7 +40,10 @@ class OIPModels:
         model_id = get_multiplexed_model_id()
         model = await self.get_model(model_id)
         version = _version(model_id, model)
-        meta = await self._oip_meta(model_id, version, model)
+        cached = self.__dict__.get("_oip_cache")  # per request: no coroutine on a hit
+        meta = cached.get((model_id.partition("@")[0], version)) if cached else None
+        if meta is None:
+            meta = await self._oip_meta(model_id, version, model)
         return version, run(model, meta, inputs, outputs)
 
     async def oip_infer_rest(

@@ -209,24 +209,25 @@ def test_bad_bodies(served: Served) -> None:
     assert r.status_code == 400 and "needs 4 elements" in r.text
     r = httpx.post(base, content=b"{not json", timeout=60)
     assert r.status_code == 400 and "malformed JSON" in r.text
-    # 'parameters' that are not objects (of an input, an output, the request)
+    # a field of the wrong type: 400 naming it ('parameters' of an input, of an output,
+    # of the request; the id)
     ok_input = head + b'"data":[1,2,3,4]'
     r = httpx.post(base, content=ok_input + b',"parameters":"p"}]}', timeout=60)
-    assert r.status_code == 400 and "'parameters' of input 'input-0'" in r.text
+    assert r.status_code == 400 and "`$.inputs[0].parameters`" in r.text
     r = httpx.post(
         base,
         content=ok_input + b'}],"outputs":[{"name":"predict","parameters":[1]}]}',
         timeout=60,
     )
-    assert r.status_code == 400 and "'parameters' of output 'predict'" in r.text
+    assert r.status_code == 400 and "`$.outputs[0].parameters`" in r.text
     r = httpx.post(base, content=ok_input + b'}],"parameters":[]}', timeout=60)
-    assert r.status_code == 400 and "'parameters' of the request" in r.text
-    # the same input twice; an id that is not a string
+    assert r.status_code == 400 and "`$.parameters`" in r.text
+    r = httpx.post(base, content=ok_input + b'}],"id":7}', timeout=60)
+    assert r.status_code == 400 and "`$.id`" in r.text
+    # the same input twice
     tensor = b'{"name":"input-0","shape":[1,4],"datatype":"FP64","data":[1,2,3,4]}'
     r = httpx.post(base, content=b'{"inputs":[' + tensor + b"," + tensor + b"]}", timeout=60)
     assert r.status_code == 400 and "input 'input-0' is given more than once" in r.text
-    r = httpx.post(base, content=ok_input + b'}],"id":7}', timeout=60)
-    assert r.status_code == 400 and "field 'id' must be a string" in r.text
     # a value of the wrong type is named
     r = httpx.post(base, content=head + b'"data":[1,2,"x3",4]}]}', timeout=60)
     assert r.status_code == 400 and "does not hold FP64 values (got 'x3')" in r.text
@@ -247,14 +248,17 @@ def test_client_errors_are_one_log_line(
     assert _error(lambda: client.unload_model("logcheck-unload")).status() == "404"
     odd = [_input("logcheck-input", ROWS, "FP64", True)]
     assert _error(lambda: client.infer("tenant2", odd)).status() == "400"
-    body = b'{"inputs":[{"name":"input-0","shape":[1,4],"datatype":"FP64","data":[1,2,3,4],'
-    body += b'"parameters":"logcheck-params"}]}'
+    body = b'{"inputs":[{"name":"input-0","shape":[1,4],"datatype":"logcheck-type",'
+    body += b'"data":[1,2,3,4]}]}'
     r = httpx.post(f"http://{served.http}/v2/models/tenant2/infer", content=body, timeout=60)
+    assert r.status_code == 400
+    r = httpx.post(f"http://{served.http}/v2/models/tenant2/infer", content=b"{", timeout=60)
     assert r.status_code == 400
     tokens = {
         "logcheck-model": "404 ModelNotFoundError",
         "logcheck-unload": "404 ModelNotFoundError",
         "logcheck-input": "400 InvalidTensorError",
-        "logcheck-params": "400 BadRequestError",
+        "logcheck-type": "400 InvalidTensorError",
+        "malformed JSON in the infer request": "400 BadRequestError",
     }
     assert_one_info_line_each(served, tokens)

@@ -119,5 +119,49 @@ def test_binary_request_and_response() -> None:
         parse_request(head + x.tobytes() + b"!", str(len(head)))
     with pytest.raises(BadRequestError, match="is 9999, but the body has"):
         parse_request(head, "9999")
-    with pytest.raises(BadRequestError, match="'inputs'"):
+    with pytest.raises(BadRequestError, match=r"invalid infer request: .* at `\$.inputs`"):
         parse_request(b'{"inputs": []}', None)
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        (
+            b'{"inputs": [{"name": "x", "datatype": "FP64", "shape": [1, -1], "data": [1]}]}',
+            "`$.inputs[0].shape[1]`",
+        ),
+        (
+            b'{"inputs": [{"name": "x", "datatype": "FP64", "shape": [1], "data": [1],'
+            b' "parameters": "p"}]}',
+            "`$.inputs[0].parameters`",
+        ),
+        (b'{"inputs": [{"datatype": "FP64", "shape": [1], "data": [1]}]}', "`$.inputs[0]`"),
+        (
+            b'{"inputs": [{"name": "x", "datatype": "FP64", "shape": [1], "data": [1]}], "id": 7}',
+            "`$.id`",
+        ),
+        (
+            b'{"inputs": [{"name": "x", "datatype": "FP64", "shape": [1], "data": [1]}],'
+            b' "outputs": [{"name": "y", "parameters": [1]}]}',
+            "`$.outputs[0].parameters`",
+        ),
+        (b"[1, 2]", "Expected `object`, got `array`"),
+    ],
+)
+def test_a_malformed_request_names_the_field(body: bytes, where: str) -> None:
+    with pytest.raises(BadRequestError, match="invalid infer request: ") as info:
+        parse_request(body, None)
+    assert where in str(info.value)
+
+
+def test_repeated_names_and_missing_data() -> None:
+    x = b'{"name": "x", "datatype": "FP64", "shape": [1], "data": [1]}'
+    with pytest.raises(InvalidTensorError, match="input 'x' is given more than once"):
+        parse_request(b'{"inputs": [' + x + b", " + x + b"]}", None)
+    outputs = b', "outputs": [{"name": "y"}, {"name": "y"}]}'
+    with pytest.raises(InvalidTensorError, match="output 'y' is given more than once"):
+        parse_request(b'{"inputs": [' + x + b"]" + outputs, None)
+    with pytest.raises(InvalidTensorError, match="input 'x' has no 'data'"):
+        parse_request(b'{"inputs": [{"name": "x", "datatype": "FP64", "shape": [1]}]}', None)
+    with pytest.raises(BadRequestError, match="malformed JSON"):
+        parse_request(b"{not json", None)
