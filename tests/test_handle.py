@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -150,3 +151,16 @@ def plain_generator(request: Request) -> Iterator[str]:
 def test_generator_return_value_streams_over_http(client: httpx.Client) -> None:
     serve.run(plain_generator.bind(), name="g", route_prefix="/g")
     assert client.get("/g").text == "part0;part1;part2;"
+
+
+def test_options_change_only_what_is_given_and_method_handles_are_kept() -> None:
+    from serval.handle import DeploymentHandle
+
+    h = DeploymentHandle("d", "app").options(multiplexed_model_id="m1", stream=True)
+    changed = h.options(method_name="predict")
+    assert (changed._opts.method_name, changed._opts.multiplexed_model_id) == ("predict", "m1")
+    assert changed._opts.stream is True and h._opts.method_name == "__call__"
+    assert h.options(multiplexed_model_id=7)._opts.multiplexed_model_id == "7"
+    assert h.score is h.score and h.score._opts.method_name == "score"  # kept, not rebuilt
+    back = pickle.loads(pickle.dumps(h.score))
+    assert (back.deployment_name, back.app_name, back._opts) == ("d", "app", h.score._opts)

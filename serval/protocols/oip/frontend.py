@@ -21,6 +21,7 @@ from serval.protocols.oip.tensors import Tensor
 __all__ = ["SERVER_NAME", "OIPFrontend"]
 
 SERVER_NAME = "serval"
+MAX_CACHED_HANDLES = 4096  # (pool, model id) pairs whose infer handle is kept
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
 
 
@@ -42,6 +43,8 @@ class OIPFrontend:
     ) -> None:
         self.route = route
         self._model_id = model_id
+        self._infer_handles: dict[tuple[int, str, str], tuple[DeploymentHandle, DeploymentHandle]]
+        self._infer_handles = {}
         self.server_version = version or _serval_version()
 
     def model_id(self, name: str, version: str | None) -> str:
@@ -53,6 +56,19 @@ class OIPFrontend:
 
     def _handle(self, name: str, version: str | None) -> DeploymentHandle:
         return self.route(name).options(multiplexed_model_id=self.model_id(name, version))
+
+    def _infer_handle(self, name: str, version: str | None, method: str) -> DeploymentHandle:
+        """``_handle(...).<method>``, kept per (pool, model id): the two option copies
+        it takes are a noticeable part of an infer call's cost in the ingress."""
+        pool = self.route(name)
+        key = (id(pool), self.model_id(name, version), method)
+        cached = self._infer_handles.get(key)
+        if cached is None or cached[0] is not pool:
+            if len(self._infer_handles) >= MAX_CACHED_HANDLES:
+                self._infer_handles.clear()
+            handle: DeploymentHandle = getattr(pool.options(multiplexed_model_id=key[1]), method)
+            cached = self._infer_handles[key] = (pool, handle)
+        return cached[1]
 
     def server_metadata(self) -> dict[str, Any]:
         return {"name": SERVER_NAME, "version": self.server_version, "extensions": EXTENSIONS}
@@ -69,9 +85,9 @@ class OIPFrontend:
     async def infer(
         self, name: str, version: str | None, request: InferRequest
     ) -> tuple[str, list[Tensor]]:
-        result: tuple[str, list[Tensor]] = await self._handle(name, version).oip_infer.remote(
-            request.inputs, request.outputs
-        )
+        result: tuple[str, list[Tensor]] = await self._infer_handle(
+            name, version, "oip_infer"
+        ).remote(request.inputs, request.outputs)
         return result
 
     async def infer_rest(
@@ -80,9 +96,9 @@ class OIPFrontend:
         """A REST infer body (JSON, or JSON then binary tensors) to the response body
         and its ``Inference-Header-Content-Length`` (None: JSON only); decoded and
         encoded in the replica that serves the model."""
-        result: tuple[bytes, int | None] = await self._handle(name, version).oip_infer_rest.remote(
-            body, header_length, name
-        )
+        result: tuple[bytes, int | None] = await self._infer_handle(
+            name, version, "oip_infer_rest"
+        ).remote(body, header_length, name)
         return result
 
     async def load(self, name: str) -> str:
