@@ -40,7 +40,9 @@ detected), ``gdsf`` (the default until it was measured here), ``gdsf+tinylfu`` (
 the admission filter), ``lfu`` (LFU with dynamic aging), ``lru`` (byte budget), and
 ``lru-count (ray)``: LRU with a count limit only, as Ray Serve's
 ``max_num_models_per_replica`` (the count is the budget over the mean model size, so on
-average it fits the same bytes).
+average it fits the same bytes). Policies replay as the replicas' caches run them: the
+byte budget covers the load in flight too, so room is made before each load
+(``replay(..., loads_in_budget=True)``); the oracles keep their sets in the whole budget.
 
 Targets: the default policy within 1.05x of the online limit's loads **and** bytes loaded
 (the popularity oracle on ``zipf``, the window oracle on ``shifting``; its Belady ratio
@@ -238,7 +240,7 @@ def run_trace(name: str, trace: Trace, budget: int) -> dict[str, ReplayResult]:
     if len(trace.phases) > 1:
         results[WINDOW] = popularity_oracle(trace, trace.phases, budget)
     for label, make in policies(budget, mean_size).items():
-        results[label] = replay(trace, make())
+        results[label] = replay(trace, make(), loads_in_budget=True)  # as the replicas run
     return results
 
 

@@ -20,7 +20,8 @@ __all__ = ["ModelCounters", "ModelStats", "TierStats"]
 @dataclass
 class TierStats:
     """Counters of one tier (hot: a replica's memory; warm: the shared cache; cold: the
-    registry). Counters only grow; ``bytes_used`` and ``entries`` are current values."""
+    registry). Counters only grow; ``bytes_used``, ``entries`` and ``bytes_loading``
+    are current values, ``bytes_peak`` a high-water mark."""
 
     hits: int = 0  # requests answered from this tier
     misses: int = 0  # requests this tier could not answer
@@ -33,6 +34,8 @@ class TierStats:
     outages: int = 0  # times the tier went down (logged once each, not per request)
     bytes_used: int = 0
     entries: int = 0
+    bytes_loading: int = 0  # hot: bytes reserved by the loads in flight now
+    bytes_peak: int = 0  # hot: the most resident plus loading bytes ever were
 
     def __add__(self, other: TierStats) -> TierStats:
         return TierStats(

@@ -7,6 +7,7 @@
       ├─ warm.get(tenant7@3)   signed blob → verified     (tampered/unreadable → discarded)
       │    └─ deserialize      ok → return the model      (fails → discard, go on)
       ├─ registry.fetch        the model file             (cold)
+      ├─ expect(file size)     the calling cache reserves the memory the model needs
       ├─ deserialize           at most one per core at once (CPU-bound; fetches that
       │                        wait on I/O overlap freely); fails → ModelLoadError
       │                        naming the model and the cause;
@@ -29,7 +30,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from serval.exceptions import ModelLoadError, ModelNotFoundError
-from serval.models._served import alias_of, note
+from serval.models._served import alias_of, expect, note
 from serval.models.config import StoreConfig, validated
 from serval.models.loaders import ArtifactLoader, load_artifact, loader_for
 from serval.models.registry import Artifact, ModelRef, Registry, make_registry
@@ -101,6 +102,7 @@ class ModelStore:
         artifact = await self._from_warm(ref)
         if artifact is not None:
             LOAD_LATENCY.observe(("warm",), time.perf_counter() - started)
+            await expect(len(artifact.data))  # the cache makes room before it is built
             try:
                 return await self._deserialize(model_id, artifact)
             except ModelLoadError as exc:
@@ -110,6 +112,7 @@ class ModelStore:
         started = time.perf_counter()
         artifact = await self._fetch(model_id, ref)
         fetch_s = time.perf_counter() - started
+        await expect(len(artifact.data))
         model = await self._deserialize(model_id, artifact)
         self._put_warm_later(artifact, fetch_s)
         return model

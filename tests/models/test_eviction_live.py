@@ -67,6 +67,7 @@ def predicted_loads(by_replica: dict[int, list[str]], policy: str) -> list[int]:
         replay(
             [TraceRequest(k, size_of(k)) for k in keys],
             Budget(make_policy(policy), max_bytes=BUDGET),
+            loads_in_budget=True,  # as the replicas' caches: a load's bytes count too
         ).misses
         for keys in by_replica.values()
     )

@@ -1,7 +1,8 @@
 """Loads bounded by memory, not by a small fixed count: I/O-bound loads overlap, a burst
-of distinct cold 100 MB models never holds more than the budget, a full load queue
-answers BackPressureError (503 + Retry-After), and CPU-bound deserialization runs at
-most one per core."""
+of distinct cold 100 MB models never holds more than the budget (resident plus loading),
+loads that learn their size mid-way wait for room, a full load queue answers
+BackPressureError (503 + Retry-After), and CPU-bound deserialization runs at most one
+per core."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from serval.exceptions import BackPressureError, http_status_for
+from serval.exceptions import BackPressureError, ModelLoadError, http_status_for
 from serval.models import CacheConfig, ModelCache
 from serval.models._slots import LoadSlots, Ticket
 
@@ -78,10 +79,10 @@ async def test_a_burst_of_cold_100mb_models_stays_within_the_byte_budget() -> No
     sizes = await asyncio.gather(*(request(f"tenant{i}") for i in range(16)))
     assert sizes == [100 * MB] * 16  # every request was answered
     assert loader.most_running >= 2  # loads did overlap while they fit...
-    # ...and never held more than the budget, plus the one load a sequential cache
-    # also holds while the policy has not yet chosen what leaves for it.
-    assert loader.most_alive <= budget + 100 * MB
-    assert models.stats().bytes_used <= budget and models.stats().loads == 16
+    # ...and never held more than the budget: room is made before a load, not after.
+    assert loader.most_alive <= budget
+    stats = models.stats()
+    assert stats.bytes_used <= budget and stats.bytes_peak <= budget and stats.loads == 16
 
 
 async def test_a_full_load_queue_answers_503_with_retry_after() -> None:
@@ -103,11 +104,13 @@ async def test_a_full_load_queue_answers_503_with_retry_after() -> None:
 async def test_loads_wait_for_room() -> None:
     budget = 10
     resident = 0
+    asked: list[tuple[int, bool]] = []
 
-    def fits(reserved: int) -> bool:
+    def room(reserved: int, ticket: Ticket, size: int, alone: bool) -> bool:
+        asked.append((reserved, alone))
         return resident + reserved <= budget
 
-    slots = LoadSlots(None, fits=fits)
+    slots = LoadSlots(None, room=room)
     tickets = [Ticket(live=True, nbytes=4) for _ in range(3)]
     first, second = tickets[0], tickets[1]
     await slots.acquire(first)
@@ -115,27 +118,74 @@ async def test_loads_wait_for_room() -> None:
     assert slots.reserved == 8
     third = asyncio.ensure_future(slots.acquire(tickets[2]))
     await asyncio.sleep(0.01)
-    assert not third.done()  # 12 > 10: waits
+    assert not third.done() and asked[-1] == (12, False)  # 12 > 10: waits
     slots.release(first)
     await third
     assert slots.reserved == 8 and slots.running == 2
-    resident = 9
-    slots.release(second)
-    alone = Ticket(live=True, nbytes=4)
-    waits = asyncio.ensure_future(slots.acquire(alone))
-    await asyncio.sleep(0.01)
-    assert not waits.done()  # 9 resident + 4 + 4 > 10: waits...
-    slots.release(tickets[2])
-    await waits  # ...and runs alone once nothing else loads
-    assert slots.running == 1
-    tickets[2] = alone
     unknown = Ticket(live=True, nbytes=None)
     waiting = asyncio.ensure_future(slots.acquire(unknown))
     await asyncio.sleep(0.01)
     assert not waiting.done()  # a load of unknown size runs alone
+    slots.release(second)
     slots.release(tickets[2])
     await waiting
-    assert slots.running == 1
+    assert slots.running == 1 and slots.reserved == 0
+
+
+async def test_the_cache_is_asked_to_make_room_when_nothing_else_loads() -> None:
+    asked: list[bool] = []
+
+    def room(reserved: int, ticket: Ticket, size: int, alone: bool) -> bool:
+        asked.append(alone)
+        return alone  # the cache makes room only for a load alone
+
+    slots = LoadSlots(None, room=room)
+    first = Ticket(live=True, nbytes=4)
+    await slots.acquire(first)
+    assert asked == [True]
+    second = asyncio.ensure_future(slots.acquire(Ticket(live=True, nbytes=4)))
+    await asyncio.sleep(0.01)
+    assert not second.done() and asked == [True, False]
+    slots.release(first)
+    await second
+    assert asked[-1] is True
+
+
+async def test_a_load_grows_its_reservation_when_it_learns_its_size() -> None:
+    budget = 10
+
+    def room(reserved: int, ticket: Ticket, size: int, alone: bool) -> bool:
+        return reserved <= budget or alone
+
+    slots = LoadSlots(None, room=room)
+    a, b = Ticket(live=True, nbytes=2), Ticket(live=True, nbytes=2)
+    await slots.acquire(a)
+    await slots.acquire(b)
+    await slots.grow(a, 6)  # 6 + 2 fits
+    assert (slots.reserved, a.nbytes) == (8, 6)
+    grow_b = asyncio.ensure_future(slots.grow(b, 7))  # 6 + 7 > 10: waits for a
+    await asyncio.sleep(0.01)
+    assert not grow_b.done() and slots.reserved == 8
+    slots.release(a)
+    await grow_b
+    assert (slots.reserved, b.nbytes) == (7, 7)
+
+
+async def test_loads_that_all_wait_to_grow_do_not_deadlock() -> None:
+    def room(reserved: int, ticket: Ticket, size: int, alone: bool) -> bool:
+        return reserved <= 10 or alone
+
+    slots = LoadSlots(None, room=room)
+    a, b = Ticket(live=True, nbytes=5), Ticket(live=True, nbytes=5)
+    await slots.acquire(a)
+    await slots.acquire(b)
+    grow_a = asyncio.ensure_future(slots.grow(a, 8))
+    await asyncio.sleep(0.01)
+    assert not grow_a.done()  # b may end and make room: a waits
+    await asyncio.wait_for(slots.grow(b, 8), 1)  # now both wait: one goes on, alone
+    slots.release(b)
+    await asyncio.wait_for(grow_a, 1)
+    assert slots.reserved == 8
 
 
 async def test_store_deserializes_at_most_one_model_per_core(tmp_path: Any) -> None:
@@ -163,3 +213,59 @@ async def test_store_deserializes_at_most_one_model_per_core(tmp_path: Any) -> N
     names = await asyncio.gather(*(store._deserialize(a.ref.name, a) for a in artifacts))
     assert names == [a.ref.name for a in artifacts]
     assert state["most"] == (os.cpu_count() or 1)
+
+
+async def test_a_load_makes_room_for_its_file_before_the_model_is_built() -> None:
+    """A loader that says how big the file it deserializes is (the model store does)
+    gets that room before it builds the model: resident plus loading bytes stay in
+    the budget even for a model larger than any loaded before."""
+    from serval.models._served import expect
+
+    budget = 1_000
+    sizes = {"a": 300, "b": 300, "big": 420}
+    seen: list[int] = []
+
+    async def load(model_id: str) -> Any:
+        await expect(sizes[model_id])  # reserves twice that: file and model at once
+        stats = models.stats()
+        seen.append(stats.bytes_used + stats.bytes_loading)
+        return model_id
+
+    models = ModelCache(
+        load, CacheConfig(max_models=None, max_bytes=budget), sizer=lambda m: sizes[m]
+    )
+    await models.get("a")
+    await models.get("b")
+    assert models.stats().bytes_used == 600
+    assert await models.get("big") == "big"  # needs 840 while it loads: a and b leave
+    assert all(total <= budget for total in seen), seen
+    assert seen[-1] == 840 and models.stats().bytes_peak <= budget
+    assert models.loaded_model_ids() == ["big"]
+
+
+async def test_a_file_larger_than_the_budget_is_refused_before_it_is_deserialized(
+    tmp_path: Any,
+) -> None:
+    from serval.models.registry.directory import DirectoryRegistry
+    from serval.models.store import ModelStore
+
+    version = tmp_path / "huge" / "1"
+    version.mkdir(parents=True)
+    (version / "model.bin").write_bytes(b"x" * 5_000)
+    built: list[str] = []
+
+    def deserialize(artifact: Any) -> bytes:
+        built.append(artifact.ref.name)
+        return bytes(artifact.data)
+
+    store = ModelStore(DirectoryRegistry(str(tmp_path)), loader=deserialize)
+    models = ModelCache(store.load, CacheConfig(max_bytes=1_000, load_retries=2))
+    with pytest.raises(ModelLoadError) as caught:
+        await models.get("huge")
+    assert "its file takes" in caught.value.cause and "(5000 bytes)" in caught.value.cause
+    assert "max_bytes=1000 B" in caught.value.cause
+    with pytest.raises(ModelLoadError) as caught:
+        await models.get("huge")
+    assert "(5000 bytes)" in caught.value.cause and "max_bytes=1000 B" in caught.value.cause
+    assert built == []  # refused before anything was built, and not retried
+    assert store.stats()[1].loads == 1  # the size is remembered: not fetched again

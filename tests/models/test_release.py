@@ -139,7 +139,7 @@ _RSS_SCRIPT = textwrap.dedent(
             await cache.evict(name)
             deadline = asyncio.get_running_loop().time() + 20
             out["after"].append(await settle(baseline, deadline))
-        out["runs"] = cache._reclaimer.runs
+        out["runs"] = cache._resident.reclaimer.runs
         print(json.dumps(out))
 
     asyncio.run(main())

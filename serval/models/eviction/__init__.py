@@ -16,7 +16,7 @@ from serval.exceptions import ConfigError
 from serval.models._plugins import resolve_plugin
 from serval.models.eviction.admission import AdmissionFilter, TinyLFU
 from serval.models.eviction.base import EvictionPolicy, FrequencyPolicy
-from serval.models.eviction.budget import Admission, Budget
+from serval.models.eviction.budget import Admission, Budget, LoadRoom
 from serval.models.eviction.gdsf import GDSFPolicy
 from serval.models.eviction.lfu import LFUPolicy
 from serval.models.eviction.lru import LRUPolicy
@@ -32,6 +32,7 @@ __all__ = [
     "GDSFPolicy",
     "LFUPolicy",
     "LRUPolicy",
+    "LoadRoom",
     "PopularityPolicy",
     "ReplayResult",
     "TinyLFU",

@@ -3,7 +3,9 @@
 :class:`Budget` knows each entry's size and how many entries and bytes the tier may
 hold. :meth:`Budget.admit` asks the policy for victims until a newcomer fits, asks the
 policy whether the newcomer is worth them and then the admission filter, and either
-commits (victims out, newcomer in) or changes nothing.
+commits (victims out, newcomer in) or changes nothing. :meth:`Budget.room_for_load`
+makes room *before* a load, for a tier whose budget covers loads in flight too (the
+hot cache's).
 The hot cache, the warm tier and the benchmark's simulator all call it, so what the
 benchmark measures is what the replicas run.
 """
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from serval.models.eviction.admission import AdmissionFilter
 from serval.models.eviction.base import EvictionPolicy
 
-__all__ = ["Admission", "Budget"]
+__all__ = ["Admission", "Budget", "LoadRoom"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,15 @@ class Admission:
     admitted: bool
     victims: list[str] = field(default_factory=list)  # evicted to make room, in order
     reason: str = ""  # why not admitted
+
+
+@dataclass(frozen=True)
+class LoadRoom:
+    """What :meth:`Budget.room_for_load` decided."""
+
+    go: bool  # the load may start now
+    keep: bool = True  # False: room was made for this load alone; serve it, do not keep it
+    victims: list[str] = field(default_factory=list)  # evicted for it, in order
 
 
 class Budget:
@@ -122,10 +133,77 @@ class Budget:
                 return self._reject(key, "the policy values the entries it would evict more")
             if victims and self.admission is not None and not self.admission.admit(key, victims):
                 return self._reject(key, "the admission filter kept the current entries")
-        for victim in victims:
-            self._drop(victim, evicted=True)
+        self.evict(victims)
         self.adopt(key, size, cost)
         return Admission(True, victims)
+
+    def room_for_load(
+        self,
+        key: str,
+        over: int,
+        size: int,
+        cost: float,
+        protected: Container[str] = frozenset(),
+        *,
+        force: bool = False,
+        alone: bool = True,
+    ) -> LoadRoom:
+        """Make ``over`` more bytes of room for a load of ``key`` (``size`` bytes
+        expected) before it starts. When the policy and the admission filter would keep
+        ``key`` in place of the entries it takes (or ``force``), they are evicted now:
+        the entries :meth:`admit` would evict after the load. Otherwise the load waits
+        (``go`` False) unless it is ``alone`` (no other load can end and make room):
+        then they are evicted anyway and ``keep`` says to serve it without keeping it.
+        When evicting cannot make the room (``protected`` entries fill the tier), a
+        load alone goes on regardless."""
+        if over <= 0:
+            return LoadRoom(True)
+        victims, enough = self.victims_for(over, protected)
+        if not enough:
+            return LoadRoom(alone)
+        if force or self.worth(key, size, cost, victims):
+            self.evict(victims)
+            return LoadRoom(True, True, victims)
+        if not alone:
+            return LoadRoom(False)
+        self.evict(victims)
+        return LoadRoom(True, False, victims)
+
+    def victims_for(
+        self, nbytes: int, protected: Container[str] = frozenset()
+    ) -> tuple[list[str], bool]:
+        """The entries the policy would evict first to free ``nbytes`` (skipping
+        ``protected``), and whether they free that much; nothing changes. A cache
+        making room for a load before it starts asks this."""
+        chosen: list[str] = []
+        skip = _Union(protected, chosen)
+        freed = 0
+        while freed < nbytes:
+            victim = self.policy.victim(skip)
+            if victim is None:
+                return chosen, False
+            chosen.append(victim)
+            freed += self.sizes[victim]
+        return chosen, True
+
+    def worth(self, key: str, size: int, cost: float, victims: list[str]) -> bool:
+        """Whether the policy and the admission filter would keep ``key`` in place of
+        ``victims`` (as :meth:`admit` decides); nothing changes."""
+        if not victims:
+            return True
+        if not self.policy.admits(key, size, cost, victims):
+            return False
+        return self.admission is None or self.admission.admit(key, victims)
+
+    def evict(self, victims: list[str]) -> None:
+        """Evict ``victims`` (from :meth:`victims_for`, say) now."""
+        for victim in victims:
+            self._drop(victim, evicted=True)
+
+    def decline(self, key: str) -> None:
+        """``key`` was loaded and served but is not kept (room was made for its load
+        alone): the policy counts the request as it counts a refused newcomer."""
+        self.policy.rejected(key)
 
     def adopt(self, key: str, size: int, cost: float) -> None:
         """Record an entry that is already in the tier (put there by another process)."""

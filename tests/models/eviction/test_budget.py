@@ -83,3 +83,36 @@ def test_policies_by_name_and_by_path() -> None:
         make_policy("fifo")
     with pytest.raises(ConfigError, match="not an EvictionPolicy"):
         make_policy("collections:OrderedDict")
+
+
+def test_room_for_a_load_is_made_ahead_when_the_newcomer_is_worth_it() -> None:
+    budget = lru_budget(max_bytes=100)
+    budget.admit("a", 40, 1.0)
+    budget.admit("b", 40, 1.0)
+    room = budget.room_for_load("c", over=30, size=50, cost=1.0)  # 40 + 40 + 50 > 100
+    assert room.go and room.keep and room.victims == ["a"]
+    assert set(budget.sizes) == {"b"} and budget.bytes_used == 40
+    assert budget.room_for_load("c", over=0, size=50, cost=1.0).victims == []  # fits
+
+
+def test_room_for_a_load_not_worth_keeping_waits_unless_it_is_alone() -> None:
+    budget = Budget(GDSFPolicy(), max_bytes=1)
+    budget.admit("rare", 1, 1.0)
+    budget.evict(["rare"])  # it leaves with its (small) count remembered
+    budget.admit("hot", 1, 1.0)
+    for _ in range(5):
+        budget.hit("hot")
+    room = budget.room_for_load("rare", over=1, size=1, cost=1.0, alone=False)
+    assert not room.go and set(budget.sizes) == {"hot"}  # waits, nothing evicted
+    room = budget.room_for_load("rare", over=1, size=1, cost=1.0, alone=True)
+    assert room.go and not room.keep and room.victims == ["hot"]  # served, not kept
+    budget.decline("rare")
+    assert "rare" not in budget and budget.bytes_used == 0
+
+
+def test_room_for_a_load_when_pins_fill_the_tier() -> None:
+    budget = lru_budget(max_bytes=10)
+    budget.admit("pinned", 10, 1.0)
+    assert not budget.room_for_load("x", 5, 5, 1.0, {"pinned"}, alone=False).go
+    room = budget.room_for_load("x", 5, 5, 1.0, {"pinned"}, alone=True)
+    assert room.go and room.victims == [] and "pinned" in budget  # over the budget, alone
