@@ -1,7 +1,8 @@
 """Many models: serval against Ray Serve's multiplexing, and against Belady's bound.
 
 1,000 generated tenant models (sizes from 16 KB to 4 MB; a load is a registry fetch
-with ``--latency`` plus a real joblib load), a Zipf(``--zipf``) trace of tenant ids,
+with ``--latency`` plus a real load of the pickled model), a Zipf(``--zipf``) trace of
+tenant ids,
 played by ``wrk`` (a Lua script sets the ``serve_multiplexed_model_id`` header of each
 request from the trace, in order; ``--connections`` keep-alive connections, ``--duration``
 seconds). Both systems: 2 replicas, the same loader and handler
