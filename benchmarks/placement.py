@@ -59,10 +59,12 @@ class _Sink:
         self.bytes = 0
         self.pending: list[Update] = []
 
-    def send(self, stream_id: int, msg: Message) -> None:
-        self.bytes += len(msgspec.msgpack.encode(msg))
+    def send(self, stream_id: int, msg: Message) -> int:
+        size = len(msgspec.msgpack.encode(msg))
+        self.bytes += size
         assert isinstance(msg, Update)
         self.pending.append(msg)
+        return size
 
 
 @dataclass

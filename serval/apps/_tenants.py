@@ -187,3 +187,26 @@ def generate(root: str, count: int, *, workers: int | None = None, seed: int = 7
         for chunk, future in zip(chunks, pending, strict=True):
             future.result()
             yield from (spec.name for spec in chunk)
+
+
+def link_registry(root: str, count: int, *, distinct: int = 8, prefix: str = "model") -> list[str]:
+    """A registry of ``count`` models ``<prefix>0`` … made in seconds, 100,000 of them
+    included: ``distinct`` tenants are generated once (under ``<root>/.base``, a hidden
+    directory the registry ignores) and every registered model's file is a hard link to
+    one of them — model ``<prefix><i>`` is ``tenant<i % distinct + 1>``'s model. Each is
+    a directory and a file to the registry like any other. Models already there are
+    kept. Returns the names."""
+    base = os.path.join(root, ".base")
+    for _ in generate(base, distinct, workers=1):
+        pass
+    names = []
+    for i in range(count):
+        name = f"{prefix}{i}"
+        names.append(name)
+        folder = os.path.join(root, name, "1")
+        if os.path.isdir(folder):
+            continue
+        os.makedirs(folder)
+        source = os.path.join(base, f"tenant{i % distinct + 1}", "1", MODEL_FILE)
+        os.link(source, os.path.join(folder, MODEL_FILE))
+    return names

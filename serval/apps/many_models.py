@@ -124,6 +124,10 @@ class Dispatcher(OIPGrpcMethods):
         self.pools = pools
         self.shared = shared
         self.mapping: dict[str, str] = {}
+        # The mapping's patterns apart (tenant ids are looked up in the mapping itself):
+        # a request's pool costs one dict look-up plus the patterns, however many
+        # tenants are mapped.
+        self._patterns: list[tuple[str, str]] = []
         self.canaries: dict[str, ModelCanary] = {}
         self._random = random.Random()
         # OIP v2 (/v2/...): model name -> the tenant's pool, version -> tenant@version.
@@ -137,6 +141,7 @@ class Dispatcher(OIPGrpcMethods):
         """``{"mapping": {tenant or pattern: pool}, "model_canaries": {tenant: {...}}}``;
         a config without ``model_canaries`` (``serval models pools``) keeps them."""
         self.mapping = dict(config.get("mapping", {}))
+        self._patterns = [(p, pool) for p, pool in self.mapping.items() if _is_pattern(p)]
         if "model_canaries" in config:
             self.canaries = {
                 t: ModelCanary.model_validate(c) for t, c in config["model_canaries"].items()
@@ -155,8 +160,8 @@ class Dispatcher(OIPGrpcMethods):
     def pool_of(self, tenant: str) -> str:
         pool = self.mapping.get(tenant)
         if pool is None:
-            for pattern, target in self.mapping.items():
-                if any(c in pattern for c in "*?[") and fnmatch.fnmatchcase(tenant, pattern):
+            for pattern, target in self._patterns:
+                if fnmatch.fnmatchcase(tenant, pattern):
                     pool = target
                     break
         return pool if pool in self.pools else SHARED
@@ -256,7 +261,7 @@ class Dispatcher(OIPGrpcMethods):
                 new.pop(tenant, None)
         prewarmed = []
         for tenant, pool in mapping.items():
-            if pool is not None and not any(c in tenant for c in "*?["):
+            if pool is not None and not _is_pattern(tenant):
                 await self._handle(pool).options(multiplexed_model_id=tenant).prewarm.remote()
                 prewarmed.append(tenant)
         await self._publish(new, {t: c.model_dump() for t, c in self.canaries.items()})
@@ -281,6 +286,11 @@ class ModelCanary(pydantic.BaseModel):
     version: str = Field(pattern=_VERSION)
     weight: float = Field(ge=0, le=1)
     stable: str | None = Field(None, pattern=_VERSION)
+
+
+def _is_pattern(key: str) -> bool:
+    """Whether a mapping key is an ``fnmatch`` pattern rather than a tenant id."""
+    return any(c in key for c in "*?[")
 
 
 def _first_error(exc: pydantic.ValidationError) -> str:

@@ -18,6 +18,7 @@ from serval.transport.connection import Connection
 from serval.transport.messages import DeploymentTarget, ModelDelta, RouteInfo, Update
 
 ROUTES = "routes"
+_KINDS = ("routes", "target", "models")
 
 _UNKNOWN = DeploymentTarget(replicas=[], max_queued_requests=-1, exists=False)
 
@@ -46,6 +47,9 @@ class _Topic:
 class Publisher:
     def __init__(self) -> None:
         self._topics: dict[str, _Topic] = {}
+        # What went out, by kind (routes, target: whole values; models: placement
+        # deltas): [updates, bytes], for metrics (serval_placement_*).
+        self.sent: dict[str, list[int]] = {kind: [0, 0] for kind in _KINDS}
 
     def _topic(self, key: str) -> _Topic:
         topic = self._topics.get(key)
@@ -59,19 +63,21 @@ class Publisher:
     def subscribe(self, conn: Connection, stream_id: int, key: str) -> None:
         topic = self._topic(key)
         topic.subscribers.append((conn, stream_id))
-        conn.send(stream_id, topic.update)
+        sent = self.sent["routes" if key == ROUTES else "target"]
+        sent[1] += conn.send(stream_id, topic.update)
+        sent[0] += 1
 
     def publish_routes(self, routes: list[RouteInfo]) -> None:
         topic = self._topic(ROUTES)
         if topic.update.routes == routes:
             return
-        self._send(topic, Update(ROUTES, topic.update.version + 1, routes=routes))
+        self._send(topic, Update(ROUTES, topic.update.version + 1, routes=routes), "routes")
 
     def publish_target(self, key: str, target: DeploymentTarget) -> None:
         topic = self._topic(key)
         if topic.update.target == target:
             return
-        self._send(topic, Update(key, topic.update.version + 1, target=target))
+        self._send(topic, Update(key, topic.update.version + 1, target=target), "target")
 
     def publish_models(self, key: str, delta: ModelDelta) -> bool:
         """Send one replica's placement change; False if that replica is not in the
@@ -88,21 +94,25 @@ class Publisher:
         version = topic.update.version + 1
         # Subscribers get the change; the topic keeps the whole, for later subscribers.
         self._send(
-            topic, Update(key, version, models=delta), stored=Update(key, version, target=target)
+            topic,
+            Update(key, version, models=delta),
+            "models",
+            stored=Update(key, version, target=target),
         )
         return True
 
     def current(self, key: str) -> Update:
         return self._topic(key).update
 
-    @staticmethod
-    def _send(topic: _Topic, update: Update, stored: Update | None = None) -> None:
+    def _send(self, topic: _Topic, update: Update, kind: str, stored: Update | None = None) -> None:
         """Send ``update`` to the live subscribers; the topic's value becomes ``stored``
         (default: ``update`` itself)."""
         topic.update = stored if stored is not None else update
         alive = []
+        sent = self.sent[kind]
         for conn, stream_id in topic.subscribers:
             if not conn.closed:
-                conn.send(stream_id, update)
+                sent[1] += conn.send(stream_id, update)
+                sent[0] += 1
                 alive.append((conn, stream_id))
         topic.subscribers = alive

@@ -47,6 +47,18 @@ def replica_families(server: Any) -> list[snap.Family]:
     return out
 
 
+def placement_families(sent: dict[str, list[int]]) -> list[snap.Family]:
+    """What the controller published to routers and proxies, by kind (``routes`` and
+    ``target``: whole values; ``models``: placement deltas): ``sent`` is
+    :attr:`Publisher.sent <serval.controller.publisher.Publisher.sent>`."""
+    updates = [((kind,), float(n)) for kind, (n, _) in sent.items()]
+    sizes = [((kind,), float(b)) for kind, (_, b) in sent.items()]
+    return [
+        snap.counter("serval_placement_updates", ("kind",), updates),
+        snap.counter("serval_placement_update_bytes", ("kind",), sizes),
+    ]
+
+
 def controller_families(apps: Iterable[Any]) -> list[snap.Family]:
     """Replica counts by state, restarts and the autoscaling decision with its inputs
     (``apps``: the controller's Applications)."""

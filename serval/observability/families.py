@@ -87,6 +87,14 @@ FAMILIES: Final[dict[str, FamilySpec]] = {
     "serval_replica_restarts": FamilySpec(
         "counter", "Replicas replaced after they died or failed their health checks."
     ),
+    "serval_placement_updates": FamilySpec(
+        "counter",
+        "Updates the controller sent to routers and proxies, by kind (routes and target: "
+        "whole values; models: model placement deltas).",
+    ),
+    "serval_placement_update_bytes": FamilySpec(
+        "counter", "Bytes of the updates the controller sent to routers and proxies, by kind."
+    ),
     "serval_autoscaling_ongoing_requests": FamilySpec(
         "gauge", "Autoscaling input: ongoing requests (running + queued) routers report now."
     ),

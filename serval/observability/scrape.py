@@ -28,6 +28,7 @@ from serval._env import read_env
 from serval.exceptions import ServalError
 from serval.observability.components import (
     controller_families,
+    placement_families,
     replica_families,
     router_families,
 )
@@ -90,6 +91,7 @@ def install_controller(controller: Any) -> None:
     metrics = process_metrics()
     metrics.identify("controller")
     metrics.add_source("controller", lambda: controller_families(controller.apps.values()))
+    metrics.add_source("placement", lambda: placement_families(controller.publisher.sent))
 
 
 # -- answering CollectMetrics -------------------------------------------------------------

@@ -62,11 +62,12 @@ class _LoopbackConnection(Connection):
         super().__init__()
         self._answer = answer
 
-    def send(self, stream_id: int, msg: Message) -> None:
+    def send(self, stream_id: int, msg: Message) -> int:
         replies = self._answer(msg)
         loop = asyncio.get_running_loop()
         for reply in replies:
             loop.call_soon(self._dispatch, stream_id, reply)
+        return 0
 
 
 class FakeReplicaClient(ReplicaClient):

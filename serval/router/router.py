@@ -206,8 +206,22 @@ class Router:
                 del self._recent[model_id]
         slot = model_choice.choose(model_id, self._choices, holders, self._free)
         if slot is not None and slot.replica_id not in holders:
-            self._recent[model_id] = (slot.replica_id, time.monotonic())
+            self._remember(model_id, slot.replica_id)
         return slot
+
+    def _remember(self, model_id: str, replica_id: str) -> None:
+        """Note where a cold model was sent. The dict stays in time order (re-inserted
+        at the end), so expired entries are dropped from its front: a stream of ids
+        asked for once each (100,000 tenants) does not pile up here."""
+        now = time.monotonic()
+        recent = self._recent
+        recent.pop(model_id, None)
+        recent[model_id] = (replica_id, now)
+        while True:
+            oldest = next(iter(recent))
+            if now - recent[oldest][1] < _RECENT_FOR_S:
+                break
+            del recent[oldest]
 
     @staticmethod
     def _free(slot: _Slot) -> bool:

@@ -175,11 +175,12 @@ class Connection(asyncio.Protocol):
         elif self._handler is not None:
             self._handler(self, stream_id, msg)
 
-    def send(self, stream_id: int, msg: Message) -> None:
+    def send(self, stream_id: int, msg: Message) -> int:
         """Queue a frame; the frames sent in one event-loop tick go out together at its
-        end (one vectored write for all the requests and replies of a busy tick)."""
+        end (one vectored write for all the requests and replies of a busy tick).
+        Returns the frame's size in bytes (0: the connection is closed)."""
         if self._transport is None or self.closed:
-            return
+            return 0
         frame = encode_frame(stream_id, msg)
         self._out.append(frame)
         self._out_bytes += len(frame)
@@ -189,6 +190,7 @@ class Connection(asyncio.Protocol):
             self._flush_pending = True
             assert self._loop is not None
             self._loop.call_soon(self._flush)
+        return len(frame)
 
     def _flush(self) -> None:
         self._flush_pending = False

@@ -16,9 +16,10 @@ class Sink:
     def __init__(self) -> None:
         self.sent: list[Update] = []
 
-    def send(self, stream_id: int, msg: Message) -> None:
+    def send(self, stream_id: int, msg: Message) -> int:
         assert isinstance(msg, Update)
         self.sent.append(msg)
+        return 10  # bytes, as a connection would say
 
 
 def _target(models_of_a: list[str]) -> DeploymentTarget:
@@ -56,3 +57,16 @@ def test_a_delta_for_an_unpublished_replica_is_refused() -> None:
     pub = Publisher()
     pub.publish_target("deployment:x/d", _target([]))
     assert not pub.publish_models("deployment:x/d", ModelDelta("zzz", ["m"], []))
+
+
+def test_what_goes_out_is_counted_by_kind() -> None:
+    pub = Publisher()
+    sinks = [Sink(), Sink()]
+    for sink in sinks:
+        pub.subscribe(sink, 1, "deployment:x/d")  # type: ignore[arg-type]
+    pub.publish_target("deployment:x/d", _target(["m1"]))
+    pub.publish_models("deployment:x/d", ModelDelta("a", ["m2"], []))
+    pub.publish_models("deployment:x/d", ModelDelta("a", [], ["m1"]))
+    # Sink.send says 10 bytes per update; two subscribers get each.
+    assert pub.sent["target"] == [4, 40]  # two initial values, one publish to both
+    assert pub.sent["models"] == [4, 40] and pub.sent["routes"] == [0, 0]

@@ -224,3 +224,27 @@ async def test_placement_deltas_move_a_models_requests() -> None:
     assert router._holders == {"m1": {"a"}, "m2": {"b"}}
     router.on_update(Update("k", 5, models=ModelDelta("b", [], ["m2"])))
     assert "m2" not in router._holders  # nothing left behind for models no one holds
+
+
+async def test_where_cold_models_went_is_forgotten_after_a_while(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stream of ids each asked for once (100,000 tenants) must not pile up in the
+    router: a cold model's first replica is remembered ~10 s, then dropped."""
+    import serval.router.router as module
+
+    now = [1000.0]
+    monkeypatch.setattr(module.time, "monotonic", lambda: now[0])
+    router = Router("app/d", Replicas().factory)
+    router.update(target("a", "b", max_ongoing=10))
+    for i in range(500):
+        assignment = await router.assign(Call("__call__", b"", model_id=f"m{i}"))
+        assignment.close()
+    assert len(router._recent) == 500  # all within the window: all remembered
+    now[0] += 11.0
+    first = await router.assign(Call("__call__", b"", model_id="m0"))  # still sticks...
+    first.close()
+    assert len(router._recent) == 1  # ...and the expired ones are gone
+    again = await router.assign(Call("__call__", b"", model_id="m0"))
+    assert again.replica_id == first.replica_id
+    again.close()

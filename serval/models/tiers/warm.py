@@ -4,9 +4,13 @@ with its own eviction policy, statistics, and riding out outages.
 - **Signing**: payloads are sealed (:mod:`serval.models.tiers.signing`); a blob that
   fails verification is deleted, counted in ``rejected`` and reported as a miss, so
   the store reloads it from the registry (and puts a good copy back).
-- **Budget**: before each put the tier lists what the backend holds (other processes
-  write there too), then makes room through the same
-  :class:`~serval.models.eviction.Budget` as the hot tier, with its own policy.
+- **Budget**: a put makes room through the same
+  :class:`~serval.models.eviction.Budget` as the hot tier, with its own policy. Other
+  processes write to the backend too, so the tier lists what it holds before a put, at
+  most every ``sync_interval_s`` seconds (and no more often than 20 times the last
+  listing took; 0: before every put): a listing walks every entry, and listing 100,000
+  of them per cold load would make loads cost O(models). Between listings the tier
+  counts its own puts; what others wrote meanwhile counts from the next listing.
 - **Outages**: when the backend fails, the tier logs one warning, counts one outage and
   is skipped for ``retry_s`` seconds (no request waits on a dead Redis); then one
   request tries it again. Requests keep succeeding from the registry meanwhile; the
@@ -31,6 +35,7 @@ __all__ = ["WarmTier"]
 logger = logging.getLogger("serval.models")
 
 _DEFAULT_COST_S = 1.0  # load time assumed for blobs other processes put
+_SYNC_COST_FACTOR = 20  # listings take at most 1/20 of the time between them
 
 
 class WarmTier:
@@ -55,11 +60,15 @@ class WarmTier:
         secret: bytes | None = None,
         namespace: str = "",
         retry_s: float = 10.0,
+        sync_interval_s: float = 5.0,
     ) -> None:
         self.backend = backend
         self.secret = secret
         self.namespace = namespace
         self.retry_s = retry_s
+        self.sync_interval_s = sync_interval_s
+        self._synced_at = -float("inf")  # monotonic time of the last listing
+        self._sync_took_s = 0.0
         chosen = make_policy(policy, "warm_policy") if isinstance(policy, str) else policy
         self._budget = Budget(chosen, max_bytes=max_bytes)
         self._stats = TierStats()
@@ -119,7 +128,7 @@ class WarmTier:
         blob = seal(key, payload, self.secret)
         async with self._put_lock:
             try:
-                self._sync(await self.backend.sizes())
+                await self._sync_if_due()
                 self._budget.remove(key)
                 decision = self._budget.admit(key, len(blob), cost)
                 if not decision.admitted:
@@ -157,6 +166,15 @@ class WarmTier:
 
     async def close(self) -> None:
         await self.backend.close()
+
+    async def _sync_if_due(self) -> None:
+        wait = max(self.sync_interval_s, _SYNC_COST_FACTOR * self._sync_took_s)
+        if self.sync_interval_s > 0 and time.monotonic() - self._synced_at < wait:
+            return  # (0: list before every put)
+        started = time.monotonic()
+        self._sync(await self.backend.sizes())
+        self._synced_at = time.monotonic()
+        self._sync_took_s = self._synced_at - started
 
     def _sync(self, stored: dict[str, int]) -> None:
         """Align the budget with what the backend holds (other processes write too)."""

@@ -111,3 +111,35 @@ async def test_after_retry_s_one_request_tries_again_and_recovery_is_logged(
         assert await tier.get("a") is not None
     assert caplog.text.count("is available again") == 1
     assert tier.stats().outages == 1
+
+
+async def test_the_backend_is_listed_at_most_once_per_sync_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A listing walks every entry: a put per cold load must not list 100,000 entries
+    each time. Between listings the tier counts its own puts."""
+    import serval.models.tiers.warm as module
+
+    now = [100.0]
+    monkeypatch.setattr(module.time, "monotonic", lambda: now[0])
+
+    class Counting(MemoryTier):
+        listings = 0
+
+        async def sizes(self) -> dict[str, int]:
+            Counting.listings += 1
+            now[0] += 0.5  # a listing that takes 0.5 s
+            return await super().sizes()
+
+    backend = Counting()
+    tier = WarmTier(backend, max_bytes=2_500, secret=SECRET, sync_interval_s=5)
+    for i in range(5):
+        assert await tier.put(f"m{i}", b"x" * 1_000, cost=1.0)
+    assert Counting.listings == 1  # the first put listed; the rest trusted their count
+    assert len(backend.blobs) == 2 and tier.stats().bytes_used <= 2_500  # still in budget
+    now[0] += 6.0  # past sync_interval_s, but not 20 x the 0.5 s the listing took
+    await tier.put("again", b"x" * 1_000, cost=1.0)
+    assert Counting.listings == 1
+    now[0] += 5.0
+    await tier.put("and again", b"x" * 1_000, cost=1.0)
+    assert Counting.listings == 2
