@@ -1,10 +1,12 @@
 """Model placement at scale: what routers and the controller pay as models come and go.
 
 Placement (which replica holds which model) changes on every load and eviction. Routers
-and the controller exchange it as deltas (``ModelDelta``), not whole tables. This
-benchmark drives the real ``Publisher`` and ``Router`` in one process with 10,000 and
-100,000 models held across ``--replicas`` replicas, and a churn of ``--churn`` loads per
-second (each load evicts one model), and reports for each size:
+and the controller exchange it as deltas (``ModelDelta``), not whole tables.
+
+**In process** (the extreme: every model held somewhere), this benchmark drives the real
+``Publisher`` and ``Router`` in one process with 10,000 and 100,000 models held across
+``--replicas`` replicas, and a churn of ``--churn`` loads per second (each load evicts
+one model), and reports for each size:
 
 - placement bytes per second to each router, deltas against whole tables (what a
   full re-publish per change would send);
@@ -14,7 +16,13 @@ second (each load evicts one model), and reports for each size:
 - p50/p99 of the router's model-aware pick (one request's routing decision), which
   must not grow with the number of models.
 
+**Live** (``benchmarks/_placement_live.py``): the many-models app on a directory
+registry of 10,000 and 100,000 registered models, real processes, wrk asking for a
+random model per request: requests/s, p50/p99, loads/s, the placement bytes/s the
+controller really sent, its CPU, and the memory of the processes that route.
+
 Run: python benchmarks/placement.py [--replicas N] [--churn PER_S] [--changes N]
+     [--duration S] [--connections N] [--no-live]
 """
 
 from __future__ import annotations
@@ -33,7 +41,9 @@ from dataclasses import dataclass
 
 import msgspec
 
+from benchmarks._harness import wrk
 from benchmarks._harness.stats import percentile
+from benchmarks._placement_live import LiveFigures, measure_live, print_live
 from serval.controller.publisher import Publisher, fold
 from serval.router.replica_client import FakeReplicaClient
 from serval.router.router import Router
@@ -104,7 +114,7 @@ def measure(models: int, replicas: int, churn_per_s: float, changes: int) -> Fig
     sink.pending.clear()
     full_bytes = len(msgspec.msgpack.encode(publisher.current(KEY)))
 
-    records = {rid: list(ids) for rid, ids in held.items()}
+    records = {rid: dict.fromkeys(ids) for rid, ids in held.items()}
     spare = models
     sink.bytes = 0
     controller_s = router_s = 0.0
@@ -147,14 +157,24 @@ def measure(models: int, replicas: int, churn_per_s: float, changes: int) -> Fig
     )
 
 
-def main(argv: list[str] | None = None) -> list[Figures]:
+@dataclass
+class Report:
+    in_process: list[Figures]
+    live: list[LiveFigures]
+
+
+def main(argv: list[str] | None = None) -> Report:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replicas", type=int, default=8)
     parser.add_argument("--churn", type=float, default=200.0, help="model loads per second")
     parser.add_argument("--changes", type=int, default=5000)
     parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--duration", type=float, default=10.0, help="live: wrk seconds")
+    parser.add_argument("--connections", type=int, default=16, help="live: wrk connections")
+    parser.add_argument("--no-live", action="store_true", help="in process only")
     args = parser.parse_args(argv)
-    out = [measure(int(n), args.replicas, args.churn, args.changes) for n in args.sizes.split(",")]
+    sizes = [int(n) for n in args.sizes.split(",")]
+    out = [measure(n, args.replicas, args.churn, args.changes) for n in sizes]
     print(
         f"\nplacement: {args.replicas} replicas, {args.churn:.0f} loads/s churn "
         f"(each evicts one), {args.changes} changes"
@@ -179,7 +199,14 @@ def main(argv: list[str] | None = None) -> list[Figures]:
             f"{growth:.2f}x; delta bytes vs whole tables: "
             f"{out[-1].delta_bytes_per_s / out[-1].full_bytes_per_s:.5f}x"
         )
-    return out
+    live: list[LiveFigures] = []
+    if not args.no_live:
+        if not wrk.available():
+            print("\nlive: skipped, wrk is not installed")
+        else:
+            live = [measure_live(n, args.duration, args.connections) for n in sizes]
+            print_live(live, args.duration, args.connections)
+    return Report(out, live)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,12 @@ autoscaler's latest decision), the canaries, and the running replicas (id, versi
 address, user_config, models). What is not: in-flight work, autoscaling history,
 canary statistics; a new controller starts those afresh.
 
+The models each replica holds change on every load and eviction: a change of those
+alone is saved at most every ``MODELS_EVERY_S`` seconds (the rest at once), so model
+churn does not rewrite and fsync the checkpoint every tick. A new controller that
+restored a placement a few seconds old corrects it from the replicas' next report (its
+sequence number no longer follows, so the replica sends all its models).
+
 On start, :meth:`Checkpointer.restore` rebuilds the applications and *adopts* the
 recorded replicas through the runtime (on Ray: by their actor names), re-connecting to
 each and checking its health before routers hear anything from the new controller, so
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -35,6 +42,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("serval.controller")
 
 FORMAT = 1
+MODELS_EVERY_S = 5.0
 
 
 class ReplicaRecord(msgspec.Struct):
@@ -74,7 +82,7 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Checkpoint)
 
 
-def snapshot(controller: Controller) -> Checkpoint:
+def snapshot(controller: Controller, *, models: bool = True) -> Checkpoint:
     apps = []
     for app in controller.apps.values():
         deployments = [
@@ -83,7 +91,11 @@ def snapshot(controller: Controller) -> Checkpoint:
                 dep.target_count,
                 [
                     ReplicaRecord(
-                        r.replica_id, r.code_hash, r.process.address, r.user_config, r.model_ids
+                        r.replica_id,
+                        r.code_hash,
+                        r.process.address,
+                        r.user_config,
+                        list(r.model_ids) if models else [],
                     )
                     for r in dep.replicas.values()
                     if r.status is ReplicaStatus.RUNNING and r.process is not None
@@ -105,9 +117,20 @@ class Checkpointer:
     def __init__(self, store: CheckpointStore) -> None:
         self.store = store
         self._last = b""
+        self._last_without_models = b""
+        self._models_saved_at = -float("inf")
         self.error = ""  # why the checkpoint could not be restored, if it could not
 
     def save(self, controller: Controller) -> None:
+        """Save what changed (models: at most every ``MODELS_EVERY_S``; module docs)."""
+        without_models = _encoder.encode(snapshot(controller, models=False))
+        now = time.monotonic()
+        if without_models == self._last_without_models and (
+            now - self._models_saved_at < MODELS_EVERY_S
+        ):
+            return
+        self._last_without_models = without_models
+        self._models_saved_at = now
         data = _encoder.encode(snapshot(controller))
         if data != self._last:
             self.store.save(data)

@@ -255,7 +255,7 @@ class DeploymentState:
                 r.replica_id,
                 r.process.address,
                 self.config.max_ongoing_requests,
-                list(r.model_ids),  # a copy: the publisher folds changes into its own
+                list(r.model_ids),
                 r.node_id,
                 r.availability_zone,
                 r.routing_stats,
@@ -382,7 +382,7 @@ class DeploymentState:
             proc,
             conn,
             user_config,
-            model_ids=list(model_ids),
+            model_ids=dict.fromkeys(model_ids),
             last_health_check=time.monotonic(),
         )
         placed(replica, answer)
@@ -541,7 +541,7 @@ class DeploymentState:
         if replica is None:
             return True
         if msg.full:
-            replica.model_ids = list(msg.model_ids)
+            replica.model_ids = dict.fromkeys(msg.model_ids)
             replica.models_seq = msg.seq
             self.publish()
             return True

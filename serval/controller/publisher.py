@@ -23,15 +23,14 @@ _KINDS = ("routes", "target", "models")
 _UNKNOWN = DeploymentTarget(replicas=[], max_queued_requests=-1, exists=False)
 
 
-def fold(model_ids: list[str], added: list[str], removed: list[str]) -> None:
-    """Apply a placement change in place (``list.remove`` scans in C: a few µs for
-    thousands of models, where rebuilding the list costs a Python-level pass)."""
+def fold(held: dict[str, None], added: list[str], removed: list[str]) -> None:
+    """Apply a placement change in place. ``held`` is an insertion-ordered set (a dict
+    of ``None``): the change costs what it holds, whatever the number of models (a
+    list's ``remove`` scans: ~290 µs per change at 12,500 models a replica)."""
     for model_id in removed:
-        try:
-            model_ids.remove(model_id)
-        except ValueError:
-            pass
-    model_ids.extend(added)
+        held.pop(model_id, None)
+    for model_id in added:
+        held[model_id] = None
 
 
 def deployment_key(app: str, deployment: str) -> str:
@@ -42,6 +41,11 @@ def deployment_key(app: str, deployment: str) -> str:
 class _Topic:
     update: Update
     subscribers: list[tuple[Connection, int]] = field(default_factory=list)
+    # A deployment topic's placement: replica id -> the models it holds, with every
+    # delta folded in; the stored target's model lists are rebuilt from it only when
+    # someone needs the whole value (a new subscriber), not on every change.
+    held: dict[str, dict[str, None]] = field(default_factory=dict)
+    stale: bool = False  # the stored target's model lists lag ``held``
 
 
 class Publisher:
@@ -61,7 +65,7 @@ class Publisher:
         return topic
 
     def subscribe(self, conn: Connection, stream_id: int, key: str) -> None:
-        topic = self._topic(key)
+        topic = self._whole(key)
         topic.subscribers.append((conn, stream_id))
         sent = self.sent["routes" if key == ROUTES else "target"]
         sent[1] += conn.send(stream_id, topic.update)
@@ -74,35 +78,43 @@ class Publisher:
         self._send(topic, Update(ROUTES, topic.update.version + 1, routes=routes), "routes")
 
     def publish_target(self, key: str, target: DeploymentTarget) -> None:
-        topic = self._topic(key)
+        topic = self._whole(key)
         if topic.update.target == target:
             return
         self._send(topic, Update(key, topic.update.version + 1, target=target), "target")
+        topic.held = {r.replica_id: dict.fromkeys(r.model_ids) for r in target.replicas}
 
     def publish_models(self, key: str, delta: ModelDelta) -> bool:
         """Send one replica's placement change; False if that replica is not in the
         published target (its models go out with it when it is published)."""
         topic = self._topic(key)
-        target = topic.update.target
-        info = next(
-            (r for r in (target.replicas if target else []) if r.replica_id == delta.replica_id),
-            None,
-        )
-        if info is None:
+        held = topic.held.get(delta.replica_id)
+        if held is None:
             return False
-        fold(info.model_ids, delta.added, delta.removed)
+        fold(held, delta.added, delta.removed)
+        topic.stale = True
         version = topic.update.version + 1
         # Subscribers get the change; the topic keeps the whole, for later subscribers.
         self._send(
             topic,
             Update(key, version, models=delta),
             "models",
-            stored=Update(key, version, target=target),
+            stored=Update(key, version, target=topic.update.target),
         )
         return True
 
     def current(self, key: str) -> Update:
-        return self._topic(key).update
+        return self._whole(key).update
+
+    def _whole(self, key: str) -> _Topic:
+        """The topic, its stored value brought up to date with the folded deltas."""
+        topic = self._topic(key)
+        target = topic.update.target
+        if topic.stale and target is not None:
+            for info in target.replicas:
+                info.model_ids = list(topic.held.get(info.replica_id, ()))
+            topic.stale = False
+        return topic
 
     def _send(self, topic: _Topic, update: Update, kind: str, stored: Update | None = None) -> None:
         """Send ``update`` to the live subscribers; the topic's value becomes ``stored``

@@ -31,7 +31,7 @@ class Replica:
     user_config: Any = None
     started_at: float = field(default_factory=time.monotonic)
     reconfiguring: bool = False
-    model_ids: list[str] = field(default_factory=list)
+    model_ids: dict[str, None] = field(default_factory=dict)  # held (an ordered set)
     models_seq: int = 0  # the last placement report applied (ReportModels.seq)
     health_failures: int = 0
     last_health_check: float = 0.0

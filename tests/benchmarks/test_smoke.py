@@ -133,7 +133,23 @@ def test_placement_smallest_run() -> None:
     grow with the models held (whole tables would)."""
     from benchmarks import placement
 
-    small, large = placement.main(["--sizes", "1000,10000", "--changes", "200"])
+    report = placement.main(["--sizes", "1000,10000", "--changes", "200", "--no-live"])
+    small, large = report.in_process
     assert small.delta_bytes_per_s == pytest.approx(large.delta_bytes_per_s, rel=0.2)
     assert large.full_bytes_per_s > 5 * small.full_bytes_per_s
     assert large.delta_bytes_per_s * 100 < large.full_bytes_per_s
+    assert report.live == []
+
+
+def test_placement_live_smallest_run() -> None:
+    """The live half: the many-models app on a registry of 2,000 models under wrk; every
+    request answered, placement sent as deltas, no whole table re-sent."""
+    from benchmarks import placement
+
+    report = placement.main(["--sizes", "2000", "--changes", "50", "--duration", "2"])
+    (live,) = report.live
+    assert live.models == 2000 and live.rps > 0 and live.errors == 0
+    assert live.loads_per_s > 0 and live.delta_bytes_per_s > 0
+    assert live.whole_bytes_per_s == 0  # no replica came or went during the run
+    assert live.dispatcher_mb > 0 and live.proxy_mb > 0 and live.controller_cpu >= 0
+    assert serval_children() == []

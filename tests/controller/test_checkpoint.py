@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from types import SimpleNamespace
+
+import pytest
 
 from serval.canary import CanaryConfig
 from serval.controller.application_state import Application
 from serval.controller.canary_state import CanaryState
 from serval.controller.checkpoint import Checkpointer
 from serval.controller.controller import Controller
+from serval.controller.replica import Replica, ReplicaStatus
 from serval.runtime.base import MemoryCheckpointStore, ProcessHandle, Runtime
 from serval.transport.messages import AppSpec, DeploymentSpec
 
@@ -92,5 +96,48 @@ def test_an_empty_store_restores_nothing() -> None:
         assert controller.checkpoint is not None
         assert await controller.checkpoint.restore(controller) == 0
         assert controller.apps == {}
+
+    asyncio.run(scenario())
+
+
+def test_model_churn_alone_is_saved_at_most_every_few_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Placement changes on every load and eviction: it must not rewrite (and fsync) the
+    checkpoint every tick; anything else is saved at once."""
+    import serval.controller.checkpoint as module
+
+    now = [1000.0]
+    monkeypatch.setattr(module.time, "monotonic", lambda: now[0])
+
+    async def scenario() -> None:
+        store = MemoryCheckpointStore()
+        controller = await _controller(store)
+        controller.apps["shop"] = Application(_spec("shop"), controller.deps)
+        dep = controller.apps["shop"].deployments["D"]
+        process = SimpleNamespace(address="a")  # all a checkpoint reads of a process
+        replica = Replica("r1", "h1", ReplicaStatus.RUNNING, process)  # type: ignore[arg-type]
+        dep.replicas["r1"] = replica
+        checkpoint = controller.checkpoint
+        assert checkpoint is not None
+        checkpoint.save(controller)
+        assert store.saves == 1
+        for i in range(10):  # ten ticks of churn within a second
+            replica.model_ids = {f"m{i}": None}
+            now[0] += 0.1
+            checkpoint.save(controller)
+        assert store.saves == 1
+        now[0] += module.MODELS_EVERY_S
+        checkpoint.save(controller)
+        assert store.saves == 2  # the placement, a few seconds late
+        dep.target_count = 3  # not placement: saved at once
+        checkpoint.save(controller)
+        assert store.saves == 3
+
+        second = await _controller(store)
+        assert second.checkpoint is not None
+        saved = module._decoder.decode(store.load())
+        (record,) = saved.apps[0].deployments[0].replicas
+        assert record.model_ids == ["m9"]
 
     asyncio.run(scenario())
