@@ -55,7 +55,10 @@ class Burst:
 
 
 async def _burst(base: str, ids: list[str]) -> list[httpx.Response]:
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    # keepalive_expiry under the proxy's 5 s keep-alive timeout: a client loop busy with
+    # 1,000 requests can leave a connection idle long enough for the server to close it
+    # just as the client reuses it ("Server disconnected without sending a response").
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256, keepalive_expiry=1.0)
     async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
         return await asyncio.gather(*(client.post("/b", headers={HEADER: m}) for m in ids))
 
