@@ -175,3 +175,21 @@ def http_status_for(exc: BaseException) -> int:
     if isinstance(exc, ReplicaUnavailableError):
         return 503
     return 500
+
+
+def public_message(exc: BaseException, request_id: str = "") -> str:
+    """What a client is told about ``exc``: its message, or for an error of user code
+    in a replica its type and message without the remote traceback (that stays in the
+    replica's log), cut to 300 characters, with the request id to find it there."""
+    if not isinstance(exc, ReplicaError):
+        return str(exc)
+    message = exc.message if len(exc.message) <= 300 else exc.message[:300] + "..."
+    where = f" (request id {request_id})" if request_id else ""
+    return f"Internal Server Error: {exc.cause_type}: {message}{where}"
+
+
+def retry_headers(exc: BaseException) -> dict[str, str]:
+    """``{"Retry-After": seconds}`` for an overload (503/429), else nothing."""
+    if isinstance(exc, BackPressureError):
+        return {"Retry-After": str(max(1, round(exc.retry_after_s)))}
+    return {}

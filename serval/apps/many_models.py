@@ -38,7 +38,14 @@ import serval
 from serval import context as serval_context
 from serval.config import _Options, validated
 from serval.deployment import Application
-from serval.exceptions import BadRequestError, ConfigError, ServalError, http_status_for
+from serval.exceptions import (
+    BadRequestError,
+    ConfigError,
+    ServalError,
+    http_status_for,
+    public_message,
+    retry_headers,
+)
 from serval.handle import DeploymentHandle
 from serval.protocols.oip import OIPFrontend, OIPModels, OIPRest
 from serval.protocols.oip.grpc import OIPGrpcMethods
@@ -189,8 +196,13 @@ class Dispatcher(OIPGrpcMethods):
                         "model_canaries": {t: c.model_dump() for t, c in self.canaries.items()},
                     }
                 )
-        except ServalError as exc:
-            return JSONResponse({"error": str(exc)}, http_status_for(exc))
+        except ServalError as exc:  # a model that raised: no remote traceback to the client
+            request_id = serval_context.get_request_context().request_id
+            return JSONResponse(
+                {"error": public_message(exc, request_id)},
+                http_status_for(exc),
+                headers=retry_headers(exc) or None,
+            )
         return JSONResponse(
             {
                 "error": f"no route {request.method} {request.url.path}; try "

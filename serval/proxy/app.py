@@ -26,10 +26,10 @@ from serval.config import HTTPOptions
 from serval.context import MODEL_ID_HEADER
 from serval.exceptions import (
     BackPressureError,
-    ReplicaError,
     RequestTimeoutError,
     ServalError,
     http_status_for,
+    public_message,
 )
 from serval.observability import tracing
 from serval.observability.dashboard import Dashboard
@@ -376,10 +376,5 @@ async def _error(send: Send, exc: BaseException, request_id: str) -> int:
     extra = [(_REQUEST_ID, request_id.encode())]
     if isinstance(exc, BackPressureError):
         extra.append((b"retry-after", str(max(1, round(exc.retry_after_s))).encode()))
-    if isinstance(exc, ReplicaError):
-        message = exc.message if len(exc.message) <= 300 else exc.message[:300] + "..."
-        text = f"Internal Server Error: {exc.cause_type}: {message} (request id {request_id})"
-    else:
-        text = str(exc)
-    await _plain(send, status, text, extra)
+    await _plain(send, status, public_message(exc, request_id), extra)
     return status

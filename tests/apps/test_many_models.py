@@ -11,6 +11,7 @@ import threading
 from collections import Counter
 from typing import Any
 
+import cloudpickle
 import httpx
 import pytest
 
@@ -386,3 +387,36 @@ def test_cli_run_without_registry_fails_naming_it(serval_home: str) -> None:
         timeout=60,
     )
     assert r.returncode == 1 and "--registry" in r.stdout + r.stderr
+
+
+def test_a_model_that_raises_is_a_500_without_the_remote_traceback(
+    serval_home: str, tmp_path: Any
+) -> None:
+    root = str(tmp_path / "registry")
+    for _ in generate(root, 2):
+        pass
+    folder = os.path.join(root, "exploding", "1")
+    os.makedirs(folder)
+    with open(os.path.join(folder, "model.pkl"), "wb") as f:
+        f.write(cloudpickle.dumps(_exploding()))
+    port = free_port()
+    serval.start(http_options={"port": port})
+    serval.run(build_app(ManyModelsConfig(registry=root, shared_replicas=1)), name="mm")
+    r = score(f"http://127.0.0.1:{port}", "exploding")
+    assert r.status_code == 500, r.text
+    error = r.json()["error"]
+    assert "ZeroDivisionError: the model's own bug" in error and "request id" in error
+    assert "Traceback" not in error and "File " not in error
+
+
+def _exploding() -> Any:
+    """A model whose own code fails (a local class: pickled by value, as replicas cannot
+    import tests/)."""
+
+    class Exploding:
+        n_features_in_ = 4
+
+        def predict(self, x: Any) -> Any:
+            raise ZeroDivisionError("the model's own bug")
+
+    return Exploding()

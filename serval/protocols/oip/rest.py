@@ -31,12 +31,12 @@ from starlette.responses import JSONResponse, Response
 
 from serval.context import get_request_context
 from serval.exceptions import (
-    BackPressureError,
     BadRequestError,
     NotFoundError,
-    ReplicaError,
     ServalError,
     http_status_for,
+    public_message,
+    retry_headers,
 )
 from serval.observability.logs_access import log_failure
 from serval.protocols.oip.binary import HEADER
@@ -117,14 +117,11 @@ def _error_response(request: Request, exc: ServalError) -> Response:
     escapes a handler (a client error: one short line, no traceback)."""
     request_id = get_request_context().request_id
     log_failure(logger, exc, f"{request.method} {request.url.path} ({request_id})")
-    headers = None
-    if isinstance(exc, BackPressureError):
-        headers = {"Retry-After": str(max(1, round(exc.retry_after_s)))}
-    message = str(exc)
-    if isinstance(exc, ReplicaError):  # the model's code raised: its traceback stays in the logs
-        cause = f"{exc.cause_type}: {exc.message}"
-        message = f"Internal Server Error: {cause} (request id {request_id})"
-    return JSONResponse({"error": message}, http_status_for(exc), headers=headers)
+    return JSONResponse(
+        {"error": public_message(exc, request_id)},
+        http_status_for(exc),
+        headers=retry_headers(exc) or None,
+    )
 
 
 def _v2_parts(path: str) -> list[str] | None:
