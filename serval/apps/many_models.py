@@ -24,9 +24,7 @@ Python, ``serval.run(build_app(ManyModelsConfig(registry=...)))``. ``make run`` 
 
 from __future__ import annotations
 
-import fnmatch
 import json
-import random
 from typing import Any
 
 import pydantic
@@ -47,8 +45,10 @@ from serval.exceptions import (
     retry_headers,
 )
 from serval.handle import DeploymentHandle
+from serval.models.pool_routing import PoolRouting, is_pattern, publish_model_routes
 from serval.protocols.oip import OIPFrontend, OIPModels, OIPRest
 from serval.protocols.oip.grpc import OIPGrpcMethods
+from serval.transport.messages import ModelCanaryRoute, ModelRoutes
 
 SHARED = "shared"
 
@@ -130,48 +130,50 @@ class Dispatcher(OIPGrpcMethods):
     def __init__(self, pools: dict[str, DeploymentHandle], shared: DeploymentHandle) -> None:
         self.pools = pools
         self.shared = shared
-        self.mapping: dict[str, str] = {}
-        # The mapping's patterns apart (tenant ids are looked up in the mapping itself):
-        # a request's pool costs one dict look-up plus the patterns, however many
-        # tenants are mapped.
-        self._patterns: list[tuple[str, str]] = []
         self.canaries: dict[str, ModelCanary] = {}
-        self._random = random.Random()
+        self.routing = PoolRouting({}, {}, pools, SHARED)
         # OIP v2 (/v2/...): model name -> the tenant's pool, version -> tenant@version.
         self.oip_frontend = OIPFrontend(lambda n: self._handle(self.pool_of(n)), self._oip_id)
         self.oip = OIPRest(self.oip_frontend)
 
+    @property
+    def mapping(self) -> dict[str, str]:
+        return self.routing.mapping
+
     def _oip_id(self, name: str, version: str | None) -> str:
         return f"{name}@{version}" if version else self.model_id_of(name)
 
-    def reconfigure(self, config: dict[str, Any]) -> None:
+    async def reconfigure(self, config: dict[str, Any]) -> None:
         """``{"mapping": {tenant or pattern: pool}, "model_canaries": {tenant: {...}}}``;
-        a config without ``model_canaries`` (``serval models pools``) keeps them."""
-        self.mapping = dict(config.get("mapping", {}))
-        self._patterns = [(p, pool) for p, pool in self.mapping.items() if _is_pattern(p)]
+        a config without ``model_canaries`` (``serval models pools``) keeps them. The
+        table is then published for the proxies, which route OIP infer calls with it
+        (straight to the pool's replica that holds the model); this returns once they
+        do, so a changed mapping is in force everywhere when the change is answered."""
         if "model_canaries" in config:
             self.canaries = {
                 t: ModelCanary.model_validate(c) for t, c in config["model_canaries"].items()
             }
+        self.routing = PoolRouting(config.get("mapping", {}), self.canaries, self.pools, SHARED)
+        await publish_model_routes(self._model_routes())
+
+    def _model_routes(self) -> ModelRoutes:
+        deployments = {p: h.deployment_name for p, h in self.pools.items()}
+        deployments[SHARED] = self.shared.deployment_name
+        return ModelRoutes(
+            "oip_infer_rest",
+            deployments,
+            SHARED,
+            dict(self.routing.mapping),
+            {t: ModelCanaryRoute(c.version, c.weight, c.stable) for t, c in self.canaries.items()},
+        )
 
     def model_id_of(self, tenant: str) -> str:
         """The model id a request for ``tenant`` loads: ``tenant`` (its latest version),
         or ``tenant@<version>`` for the share of its traffic a per-model canary takes."""
-        canary = self.canaries.get(tenant)
-        if canary is None:
-            return tenant
-        if self._random.random() < canary.weight:
-            return f"{tenant}@{canary.version}"
-        return f"{tenant}@{canary.stable}" if canary.stable else tenant
+        return self.routing.model_id_of(tenant)
 
     def pool_of(self, tenant: str) -> str:
-        pool = self.mapping.get(tenant)
-        if pool is None:
-            for pattern, target in self._patterns:
-                if fnmatch.fnmatchcase(tenant, pattern):
-                    pool = target
-                    break
-        return pool if pool in self.pools else SHARED
+        return self.routing.pool_of(tenant)
 
     def _handle(self, pool: str) -> DeploymentHandle:
         return self.shared if pool == SHARED else self.pools[pool]
@@ -273,7 +275,7 @@ class Dispatcher(OIPGrpcMethods):
                 new.pop(tenant, None)
         prewarmed = []
         for tenant, pool in mapping.items():
-            if pool is not None and not _is_pattern(tenant):
+            if pool is not None and not is_pattern(tenant):
                 await self._handle(pool).options(multiplexed_model_id=tenant).prewarm.remote()
                 prewarmed.append(tenant)
         await self._publish(new, {t: c.model_dump() for t, c in self.canaries.items()})
@@ -298,11 +300,6 @@ class ModelCanary(pydantic.BaseModel):
     version: str = Field(pattern=_VERSION)
     weight: float = Field(ge=0, le=1)
     stable: str | None = Field(None, pattern=_VERSION)
-
-
-def _is_pattern(key: str) -> bool:
-    """Whether a mapping key is an ``fnmatch`` pattern rather than a tenant id."""
-    return any(c in key for c in "*?[")
 
 
 def _first_error(exc: pydantic.ValidationError) -> str:

@@ -28,6 +28,10 @@ class Application:
         self.apply(spec)
 
     def apply(self, spec: AppSpec) -> None:
+        if spec.model_routes is None and _same_ingress(self.spec, spec):
+            # The ingress publishes its model routes when it starts or reconfigures; an
+            # unchanged ingress keeps its replicas, so its table stays in force.
+            spec.model_routes = self.spec.model_routes
         self.spec = spec
         self.deleting = False
         self.last_deployed = time.time()
@@ -63,7 +67,9 @@ class Application:
     def route(self) -> RouteInfo | None:
         if self.deleting or self.spec.route_prefix is None:
             return None
-        return RouteInfo(self.spec.route_prefix, self.name, self.spec.ingress)
+        return RouteInfo(
+            self.spec.route_prefix, self.name, self.spec.ingress, models=self.spec.model_routes
+        )
 
     def status(self) -> tuple[ApplicationStatus, str]:
         if self.deleting:
@@ -82,3 +88,18 @@ class Application:
                 self.deployments[n].message for n in unhealthy if self.deployments[n].message
             )
         return ApplicationStatus.DEPLOYING, ""
+
+
+def _same_ingress(old: AppSpec, new: AppSpec) -> bool:
+    """Whether ``new`` keeps the ingress replicas of ``old`` as they are (same code and
+    arguments, same user_config: neither restarted nor reconfigured)."""
+    if old is new or old.ingress != new.ingress:
+        return False
+    before = next((d for d in old.deployments if d.name == old.ingress), None)
+    after = next((d for d in new.deployments if d.name == new.ingress), None)
+    return (
+        before is not None
+        and after is not None
+        and before.code_hash == after.code_hash
+        and before.config.get("user_config") == after.config.get("user_config")
+    )

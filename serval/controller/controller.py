@@ -48,6 +48,7 @@ from serval.transport.messages import (
     RouteInfo,
     RoutesApplied,
     SetCanary,
+    SetModelRoutes,
     SetUserConfig,
     Shutdown,
     Subscribe,
@@ -57,6 +58,7 @@ from serval.transport.messages import (
 logger = logging.getLogger("serval.controller")
 
 TICK_S = 0.25
+MODEL_ROUTES_WAIT_S = 10.0  # how long a new model routing table waits for the proxies
 
 
 class Controller:
@@ -180,6 +182,7 @@ class Controller:
             EndCanary: lambda m: self.end_canary(m.app, m.promote),
             ReportTraffic: self._on_traffic,
             SetUserConfig: self._on_user_config,
+            SetModelRoutes: self._on_model_routes,
             ListModels: lambda m: {
                 f"{a.name}/{d.name}": d.models()
                 for a in self.apps.values()
@@ -245,6 +248,20 @@ class Controller:
             ) from None
         self.reconcile()
         return await self.wait_apps([msg.app], 60)
+
+    async def _on_model_routes(self, msg: SetModelRoutes) -> None:
+        """An ingress' model routing table: kept with its application (so a restarted
+        controller has it), routed with by every proxy before this answers."""
+        app = self.apps.get(msg.app)
+        if app is None:
+            raise NotFoundError(f"application {msg.app!r} does not exist")
+        if app.spec.model_routes == msg.routes:
+            return
+        app.spec.model_routes = msg.routes
+        self.reconcile()
+        deadline = time.monotonic() + MODEL_ROUTES_WAIT_S
+        while not self._proxies_caught_up() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
     def _on_routes_applied(self, msg: RoutesApplied) -> None:
         if self.proxy is not None:

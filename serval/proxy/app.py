@@ -41,6 +41,7 @@ from serval.observability.process import enabled as metrics_enabled
 from serval.observability.scrape import metrics_text
 from serval.proxy.admin import BearerAuth, build_admin_app
 from serval.proxy.disconnect import cancel_on_disconnect
+from serval.proxy.model_routes import DirectInfer, infer_target
 from serval.proxy.routes import RouteTable
 from serval.proxy.split import TrafficSplit
 from serval.proxy.websocket import connect_message, forward_websocket
@@ -92,6 +93,7 @@ class ProxyApp:
         self.has_routes = asyncio.Event()  # set by the first route table from the controller
         self._timeout = options.request_timeout_s
         self._max_body = options.max_request_body_bytes
+        self.direct = DirectInfer(ctx, options.request_timeout_s)
         self.http_metrics = HttpMetrics() if metrics_enabled() else None
         self.ws_metrics = WebSocketMetrics() if metrics_enabled() else None
         self.grpc_metrics = GrpcMetrics() if metrics_enabled() else None  # the gRPC ingress'
@@ -166,6 +168,17 @@ class ProxyApp:
             )
             return 413
         model_id, request_id = self._header_ids(scope)
+        if route.models is not None and route.canary is None and scope["method"] == "POST":
+            target = infer_target(path, route.prefix)
+            if target is not None:  # an OIP infer call: straight to the model's replica
+                return await cancel_on_disconnect(
+                    lambda tracked: self.direct(
+                        route, target, body, scope["headers"], request_id, tracked
+                    ),
+                    receive,
+                    send,
+                    request_id,
+                )
         client = scope.get("client") or ("", 0)
         prefix = route.prefix
         request = HttpRequest(

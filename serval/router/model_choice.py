@@ -1,6 +1,13 @@
 """Which replica should serve a request for model ``m`` (model-aware routing).
 
-1. Replicas that hold ``m`` (or are loading it), least loaded first, while one has room.
+1. Replicas that hold ``m`` (or are loading it), least loaded first, while one has room
+   — unless the least loaded holder has ``COPY_AT`` requests or more while a replica
+   that does not hold ``m`` is idle: then ``m`` gets a copy there (a hot model's
+   traffic is spread over the fleet instead of queueing on one replica's core while
+   another waits; it takes an idle replica, so a busy fleet does not copy). The router
+   allows it only for a model it has not sent to a new replica lately
+   (``may_copy``): not while a first load may still be running (those requests wait
+   for the load, they are not busy work), and one new copy at a time.
 2. Otherwise rendezvous (highest-random-weight) hashing over all replicas: every
    router computes the same order for ``m``, so concurrent first requests for a cold
    model meet on the same replica and it loads once, and the fleet's hot sets do not
@@ -19,6 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
 LOAD_BOUND = 1.25
+COPY_AT = 8  # a holder this busy, with a replica idle: copy the model there
 
 
 class SlotLike(Protocol):
@@ -48,11 +56,22 @@ def choose(
     slots: Sequence[S],
     holders: set[str],
     free: Callable[[S], bool],
+    may_copy: bool = True,
 ) -> S | None:
     """The slot for a request of ``model_id``, or None when every candidate is full."""
     held = [s for s in slots if s.replica_id in holders and free(s)]
     if held:
-        return min(held, key=lambda s: s.in_flight)
+        best = min(held, key=lambda s: s.in_flight)
+        if best.in_flight < COPY_AT or not may_copy:
+            return best
+        idle = {
+            s.replica_id: s
+            for s in slots
+            if s.replica_id not in holders and s.in_flight == 0 and free(s)
+        }
+        if not idle:
+            return best
+        return idle[rendezvous_order(model_id, list(idle))[0]]
     candidates = [s for s in slots if free(s)]
     if any(s.replica_id in holders for s in slots):
         # Every holder is busy: add a copy only on an idle replica, else wait for a holder.

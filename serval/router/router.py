@@ -204,7 +204,10 @@ class Router:
                 holders = holders | {recent[0]}
             else:
                 del self._recent[model_id]
-        slot = model_choice.choose(model_id, self._choices, holders, self._free)
+                recent = None
+        # Sent to a new replica lately: its load may still run, so no copy yet.
+        may_copy = recent is None
+        slot = model_choice.choose(model_id, self._choices, holders, self._free, may_copy)
         if slot is not None and slot.replica_id not in holders:
             self._remember(model_id, slot.replica_id)
         return slot

@@ -208,6 +208,28 @@ class DeploymentSpec(msgspec.Struct):
     request_router: bytes = b""  # the pickled request_router_config class (b"": serval's)
 
 
+class ModelCanaryRoute(msgspec.Struct, array_like=True):
+    """A per-model canary: ``weight`` of a model's requests load ``name@version``, the
+    rest ``name@stable`` (None: the latest version)."""
+
+    version: str
+    weight: float
+    stable: str | None = None
+
+
+class ModelRoutes(msgspec.Struct, array_like=True):
+    """A many-models ingress' routing table, published for the proxies
+    (:class:`SetModelRoutes`): the proxy sends OIP v2 infer calls straight to the
+    deployment that serves the model (``method`` on it, model-aware), skipping the
+    ingress hop; the ingress stays the authority and answers everything else."""
+
+    method: str  # the serving deployment's method that answers (oip_infer_rest)
+    deployments: dict[str, str]  # pool -> the deployment that serves it
+    default: str  # the pool of models the mapping sends nowhere else
+    mapping: dict[str, str] = {}  # model name or fnmatch pattern -> pool
+    canaries: dict[str, ModelCanaryRoute] = {}
+
+
 class AppSpec(msgspec.Struct):
     name: str
     route_prefix: str | None
@@ -216,6 +238,7 @@ class AppSpec(msgspec.Struct):
     sys_path: list[str] = []
     cwd: str = ""
     import_path: str = ""  # set when deployed from a config file
+    model_routes: ModelRoutes | None = None  # published by the ingress (SetModelRoutes)
 
 
 class DeployApps(_Msg, tag=30):
@@ -265,6 +288,7 @@ class RouteInfo(msgspec.Struct, array_like=True):
     app: str
     deployment: str
     canary: CanaryRoute | None = None
+    models: ModelRoutes | None = None  # OIP infer calls the proxy routes itself
 
 
 class ReplicaInfo(msgspec.Struct, array_like=True):
@@ -397,6 +421,14 @@ class ModelCommand(_Msg, tag=48):
     model_ids: list[str]
 
 
+class SetModelRoutes(_Msg, tag=49):
+    """ingress replica → controller: the application's model routing table (None: none);
+    answered once every proxy routes with it."""
+
+    app: str
+    routes: ModelRoutes | None
+
+
 class CollectMetrics(_Msg, tag=90):
     """Ask a process for its metrics: a replica answers ``Ok(bytes)`` (an encoded
     :class:`serval.observability.snapshot.Snapshot`); the controller answers
@@ -448,6 +480,7 @@ Message = (
     | ListModels
     | ModelAdmin
     | ModelCommand
+    | SetModelRoutes
     | CollectMetrics
 )
 

@@ -420,3 +420,61 @@ def _exploding() -> Any:
             raise ZeroDivisionError("the model's own bug")
 
     return Exploding()
+
+
+def _oip_infer(base: str, tenant: str, version: str | None = None) -> httpx.Response:
+    path = f"/v2/models/{tenant}" + (f"/versions/{version}" if version else "") + "/infer"
+    tensor = {
+        "name": "input-0",
+        "datatype": "FP64",
+        "shape": [3, 4],
+        "data": [v for row in ROWS for v in row],
+    }
+    return httpx.post(f"{base}{path}", json={"inputs": [tensor]}, timeout=60)
+
+
+def _holders(deployment: str, model: str) -> list[str]:
+    held = serval.api._call(serval.transport.messages.ListModels())[f"mm/{deployment}"]
+    return [r for r, ids in held.items() if model in ids]
+
+
+def test_oip_infer_goes_from_the_proxy_to_the_pool_not_through_the_ingress(
+    many: str, registry: str
+) -> None:
+    """The proxy routes OIP infer calls itself with the ingress' published table: the
+    Dispatcher does no work for them, a mapping change (pattern, not prewarmed) and a
+    per-model canary reach the proxy before the change is answered."""
+    from tests.observability._scrape import scrape
+
+    def dispatcher_calls() -> float:
+        return scrape(many).value(
+            "serval_replica_processing_latency_seconds_count", deployment="Dispatcher"
+        )
+
+    assert _oip_infer(many, "tenant6").status_code == 200
+    before = dispatcher_calls()
+    for tenant in ("tenant6", "tenant7", "tenant1"):
+        r = _oip_infer(many, tenant)
+        assert r.status_code == 200 and r.json()["model_name"] == tenant, r.text
+    assert _oip_infer(many, "tenant404").status_code == 404
+    assert dispatcher_calls() == before  # none of them went through the ingress
+    wait_for(lambda: _holders("pool_pool1", "tenant1"), timeout_s=30, what="tenant1 in pool1")
+    assert not _holders("shared", "tenant1")
+    # A pattern mapping is not prewarmed: the first OIP call loads the model in pool1.
+    r = httpx.post(
+        f"{many}/update_dedicated_pool", json={"mapping": {"tenant3?": "pool1"}}, timeout=60
+    )
+    assert r.status_code == 200, r.text
+    assert _oip_infer(many, "tenant33").status_code == 200
+    wait_for(lambda: _holders("pool_pool1", "tenant33"), timeout_s=30, what="tenant33 in pool1")
+    assert not _holders("shared", "tenant33")
+    # A per-model canary at weight 1: every OIP call without a version gets version 2.
+    publish(registry, "tenant24", 2)
+    r = httpx.post(
+        f"{many}/model_canary",
+        json={"tenant": "tenant24", "version": "2", "weight": 1.0, "stable": "1"},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    assert {_oip_infer(many, "tenant24").json()["model_version"] for _ in range(10)} == {"2"}
+    assert _oip_infer(many, "tenant24", "1").json()["model_version"] == "1"

@@ -141,3 +141,35 @@ def test_model_churn_alone_is_saved_at_most_every_few_seconds(
         assert record.model_ids == ["m9"]
 
     asyncio.run(scenario())
+
+
+def test_model_routes_survive_a_restart_and_an_unchanged_redeploy() -> None:
+    """The ingress' model routing table (SetModelRoutes) lives in the app's spec: a new
+    controller routes with it, a redeploy that keeps the ingress keeps it, and one that
+    changes the ingress drops it (the new ingress publishes its own)."""
+    from serval.transport.messages import ModelCanaryRoute, ModelRoutes, SetModelRoutes
+
+    async def scenario() -> None:
+        store = MemoryCheckpointStore()
+        first = await _controller(store)
+        first.apps["mm"] = Application(_spec("mm"), first.deps)
+        routes = ModelRoutes(
+            "oip_infer_rest", {"shared": "S", "gold": "G"}, "shared", {"t1": "gold"},
+            {"t2": ModelCanaryRoute("2", 0.5, None)},
+        )  # fmt: skip
+        await first._on_model_routes(SetModelRoutes("mm", routes))
+        assert [r.models for r in first._routes()] == [routes]
+        with pytest.raises(Exception, match="'nope' does not exist"):
+            await first._on_model_routes(SetModelRoutes("nope", routes))
+
+        second = await _controller(store)
+        assert second.checkpoint is not None
+        await second.checkpoint.restore(second)
+        assert second.apps["mm"].route() is not None
+        assert second.apps["mm"].route().models == routes  # type: ignore[union-attr]
+        second.apps["mm"].apply(_spec("mm"))  # the same ingress again
+        assert second.apps["mm"].spec.model_routes == routes
+        second.apps["mm"].apply(_spec("mm", user_config={"mapping": {}}))  # a new one
+        assert second.apps["mm"].spec.model_routes is None
+
+    asyncio.run(scenario())

@@ -187,6 +187,50 @@ async def test_a_hot_model_gets_a_second_copy_only_when_its_holder_is_full() -> 
     assert router.in_flight == 0
 
 
+async def test_a_busy_holder_copies_its_model_to_an_idle_replica_not_a_busy_one() -> None:
+    """A hot model whose holder has COPY_AT requests while another replica idles gets a
+    copy there (before the holder is full); with every replica busy it stays put."""
+    from serval.router.model_choice import COPY_AT
+
+    release = asyncio.Event()
+    got: list[str] = []
+    router = Router("app/d", lambda addr: Gate(addr.split(":", 1)[1], release, got))
+    infos = [ReplicaInfo(i, f"fake:{i}", 100, ["hot"] if i == "a" else []) for i in "ab"]
+    router.update(DeploymentTarget(infos, -1))
+
+    def assign(model: str) -> asyncio.Future[object]:
+        return asyncio.ensure_future(router.assign(Call("__call__", b"", model_id=model)))
+
+    pending = [assign("hot") for _ in range(COPY_AT)]
+    await asyncio.sleep(0.01)
+    assert got == ["a"] * COPY_AT  # below COPY_AT the holder takes them all
+    pending.append(assign("hot"))
+    await asyncio.sleep(0.01)
+    assert got[-1] == "b"  # the holder is busy and "b" idles: the model is copied there
+    # Another router where "b" is busy with another model: "hot" stays on its holder.
+    from serval.router.model_choice import rendezvous_order
+
+    other = next(
+        m for m in (f"m{i}" for i in range(100)) if rendezvous_order(m, ["a", "b"])[0] == "b"
+    )
+    got2: list[str] = []
+    router2 = Router("app/d", lambda addr: Gate(addr.split(":", 1)[1], release, got2))
+    router2.update(DeploymentTarget(infos, -1))
+    others = [asyncio.ensure_future(router2.assign(Call("__call__", b"", model_id=other)))]
+    await asyncio.sleep(0.01)
+    assert got2 == ["b"]
+    hot = [
+        asyncio.ensure_future(router2.assign(Call("__call__", b"", model_id="hot")))
+        for _ in range(COPY_AT + 2)
+    ]
+    await asyncio.sleep(0.01)
+    assert got2[1:] == ["a"] * (COPY_AT + 2)
+    release.set()
+    for p in [*pending, *others, *hot]:
+        (await p).close()  # type: ignore[attr-defined]
+    assert router.in_flight == 0 and router2.in_flight == 0
+
+
 async def test_models_of_a_dead_replica_re_home_without_errors() -> None:
     fakes = Replicas()
     router = Router("app/d", fakes.factory)
