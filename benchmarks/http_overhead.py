@@ -10,8 +10,12 @@ connections:
   throughput setting;
 - ``metrics on`` / ``metrics off``: ``serval mor=100`` again on two more instances,
   each in a process of its own (``_serval_hello.py``), identical but for
-  ``SERVAL_METRICS`` (1 and 0), measured side by side: the cost of metrics on the
-  request path, metrics on ÷ off req/s (target >= 0.95).
+  ``SERVAL_METRICS`` (1 and 0), measured one right after the other in each round: the
+  cost of metrics on the request path, the median over rounds of on ÷ off req/s
+  (target >= 0.95), and beside it the CPU each instance's processes spent per request
+  (steadier than req/s on a shared VM). With 2+ rounds the instances are started
+  again, in the other order, half-way (the first started measured ~5% slower in an
+  A/A run: ``--systems 'metrics on,metrics off' --rounds 8`` is the run to quote).
 
 It prints req/s, p50 and p99, the ratios against bare uvicorn, PASS/MISS against the
 targets (serval >= 35% of bare uvicorn's req/s at 32 connections; serval's p50 at 1
@@ -44,6 +48,7 @@ import contextlib
 import http.client
 import os
 import shutil
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -55,6 +60,7 @@ from starlette.requests import Request
 
 import serval as serve
 from benchmarks import _bare_app
+from benchmarks._harness.cputime import tree_cpu_s
 from benchmarks._harness.loadgen import KINDS, LoadGenerator
 from benchmarks._harness.procs import ServerProcess, free_port
 from benchmarks._harness.results import (
@@ -136,9 +142,10 @@ def _environ(**values: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def serval_own_instance(metrics: str, max_ongoing_requests: int = 100) -> Iterator[str]:
+def serval_own_instance(metrics: str, max_ongoing_requests: int = 100) -> Iterator[tuple[str, int]]:
     """Another serval, started with ``SERVAL_METRICS=metrics`` in a process of its own
-    (``_serval_hello.py``); yields its URL once it answers."""
+    (``_serval_hello.py``); yields its URL and that process' pid (serval's processes are
+    its descendants) once it answers."""
     home = tempfile.mkdtemp(prefix="svn", dir="/tmp")
     port = free_port()
     script = Path(__file__).resolve().parent / "_serval_hello.py"
@@ -149,7 +156,7 @@ def serval_own_instance(metrics: str, max_ongoing_requests: int = 100) -> Iterat
             server.start()
         try:
             wait_answer(server.url, 60)
-            yield server.url
+            yield server.url, server.pid
         finally:
             server.stop(timeout_s=30)
     finally:
@@ -280,10 +287,29 @@ def measure_point(system: str, url: str, conns: int, plan: Plan, gen: LoadGenera
     return Result.from_measurement(m, system=system, scenario=SCENARIO, concurrency=conns)
 
 
+def measure_with_cpu(
+    system: str, url: str, pid: int, conns: int, plan: Plan, gen: LoadGenerator
+) -> tuple[Result, float]:
+    """:func:`measure_point`, and the CPU the server's process tree spent per request
+    (microseconds) while measured (the warm-up runs apart, before)."""
+    check_answer(url)
+    if plan.warmup_s > 0:
+        gen.measure(url, conns, plan.warmup_s, warmup_s=0)
+    before = tree_cpu_s(pid)
+    m = gen.measure(url, conns, plan.duration_s, warmup_s=0)
+    spent = tree_cpu_s(pid) - before
+    result = Result.from_measurement(m, system=system, scenario=SCENARIO, concurrency=conns)
+    return result, (1e6 * spent / m.requests if m.requests else 0.0)
+
+
 def run_benchmark(
-    plan: Plan, gen: LoadGenerator, progress: Progress = lambda _: None
+    plan: Plan,
+    gen: LoadGenerator,
+    progress: Progress = lambda _: None,
+    cpu: list[CpuPoint] | None = None,
 ) -> list[list[Result]]:
     """``plan.rounds`` rounds of every system at every concurrency; one list per round.
+    The metrics on/off instances' CPU per request goes to ``cpu``.
 
     Interleaved so that the rows compared are measured close in time: per concurrency,
     bare uvicorn, then each serval variant (the one deployed now first, to save a
@@ -306,21 +332,55 @@ def run_benchmark(
             stack.enter_context(serval_instance(plan.runtime, ray_address)) if on_serval else ""
         )
         fixed = {BARE: bare_url, RAY_SERVE: peer_url}
-        for system, metrics in OWN_INSTANCE.items():
-            if system in plan.systems:
-                fixed[system] = stack.enter_context(serval_own_instance(metrics))
-        for n in range(plan.rounds):
-            results: list[Result] = []
-            for conns in plan.concurrencies:
-                order = sorted(plan.systems, key=lambda s: (s not in fixed, s != app.system))
-                order = _metrics_pair_adjacent(order, swap=n % 2 == 1)
-                for system in order:
-                    url = fixed[system] if system in fixed else app.serve(system, progress)
-                    progress(f"round {n + 1}/{plan.rounds}: {system}, {conns} connection(s)")
-                    results.append(measure_point(system, url, conns, plan, gen))
-            results.sort(key=lambda r: (rank[r.system], plan.concurrencies.index(r.concurrency)))
-            rounds.append(results)
+        pids: dict[str, int] = {}
+        own = [s for s in OWN_INSTANCE if s in plan.systems]
+        # Two blocks of rounds when both metrics instances run, started in one order for
+        # the first and the other for the second: an A/A run (both with metrics) showed
+        # the instance started first ~5% slower for the whole run, which a comparison of
+        # two instances must not take for the cost of metrics.
+        blocks = 2 if len(own) == 2 and plan.rounds >= 2 else 1
+        n = 0
+        for block in range(blocks):
+            with contextlib.ExitStack() as instances:
+                for system in own if block == 0 else own[::-1]:
+                    fixed[system], pids[system] = instances.enter_context(
+                        serval_own_instance(OWN_INSTANCE[system])
+                    )
+                block_rounds = (plan.rounds + 1) // 2 if block == 0 and blocks == 2 else None
+                while n < plan.rounds and (block_rounds is None or n < block_rounds):
+                    rounds.append(_one_round(n, plan, gen, app, fixed, pids, rank, progress, cpu))
+                    n += 1
     return rounds
+
+
+def _one_round(
+    n: int,
+    plan: Plan,
+    gen: LoadGenerator,
+    app: HelloApp,
+    fixed: dict[str, str],
+    pids: dict[str, int],
+    rank: dict[str, int],
+    progress: Progress,
+    cpu: list[CpuPoint] | None,
+) -> list[Result]:
+    """Round ``n``: every system at every concurrency, interleaved."""
+    results: list[Result] = []
+    for conns in plan.concurrencies:
+        order = sorted(plan.systems, key=lambda s: (s not in fixed, s != app.system))
+        order = _metrics_pair_adjacent(order, swap=n % 2 == 1)
+        for system in order:
+            url = fixed[system] if system in fixed else app.serve(system, progress)
+            progress(f"round {n + 1}/{plan.rounds}: {system}, {conns} connection(s)")
+            if system in pids:
+                result, us = measure_with_cpu(system, url, pids[system], conns, plan, gen)
+                if cpu is not None:
+                    cpu.append(CpuPoint(n, system, conns, round(us, 1)))
+            else:
+                result = measure_point(system, url, conns, plan, gen)
+            results.append(result)
+    results.sort(key=lambda r: (rank[r.system], plan.concurrencies.index(r.concurrency)))
+    return results
 
 
 def _metrics_pair_adjacent(order: list[str], swap: bool) -> list[str]:
@@ -372,21 +432,56 @@ def verdicts(comparisons: Sequence[Comparison]) -> list[Verdict]:
     return out
 
 
-def metrics_verdicts(results: Sequence[Result]) -> list[Verdict]:
-    """serval with metrics against the same serval without them, same run."""
+@dataclass(frozen=True)
+class CpuPoint:
+    """The CPU a metrics on/off instance spent per request in one round's point."""
+
+    round: int
+    system: str
+    concurrency: int
+    us_per_request: float
+
+
+def metrics_verdicts(
+    rounds: Sequence[Sequence[Result]], cpu: Sequence[CpuPoint] = ()
+) -> list[Verdict]:
+    """serval with metrics against the same serval without them, same run: the median
+    over rounds of each round's on ÷ off req/s (the two measured one right after the
+    other), and beside it the CPU per request of each (median over rounds)."""
     out = []
-    for on in (r for r in results if r.system == METRICS_ON):
-        off = [r for r in results if r.system == METRICS_OFF and r.concurrency == on.concurrency]
-        if not off or not off[0].rps:
+    for conns in sorted({r.concurrency for rows in rounds for r in rows}):
+        ratios = []
+        for rows in rounds:
+            on = [r for r in rows if r.system == METRICS_ON and r.concurrency == conns]
+            off = [r for r in rows if r.system == METRICS_OFF and r.concurrency == conns]
+            if on and off and off[0].rps:
+                ratios.append(on[0].rps / off[0].rps)
+        if not ratios:
             continue
-        ratio = on.rps / off[0].rps
-        conns = f"{on.concurrency} connection{'s' if on.concurrency != 1 else ''}"
+        ratio = statistics.median(ratios)
+        measured = f"{ratio:.3f} (median of {len(ratios)} paired rounds"
+        if len(ratios) > 1:
+            measured += f", range {min(ratios):.2f}-{max(ratios):.2f}"
+        measured += ")"
+        us = {
+            system: statistics.median(
+                [p.us_per_request for p in cpu if p.system == system and p.concurrency == conns]
+                or [0.0]
+            )
+            for system in (METRICS_ON, METRICS_OFF)
+        }
+        if us[METRICS_ON] and us[METRICS_OFF]:
+            measured += (
+                f"; CPU per request {us[METRICS_ON]:.0f} vs {us[METRICS_OFF]:.0f} us "
+                f"(+{100 * (us[METRICS_ON] / us[METRICS_OFF] - 1):.1f}%)"
+            )
+        label = f"{conns} connection{'s' if conns != 1 else ''}"
         out.append(
             Verdict(
                 METRICS_ON,
                 f"req/s >= {METRICS_RATIO_TARGET:.0%} of {METRICS_OFF}'s (SERVAL_METRICS=0) "
-                f"at {conns}",
-                f"{ratio:.3f} ({on.rps:,.0f} vs {off[0].rps:,.0f} req/s)",
+                f"at {label}",
+                measured,
                 ratio >= METRICS_RATIO_TARGET,
             )
         )
@@ -450,19 +545,30 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--loadgen", choices=KINDS, default="auto", help="default: wrk if installed")
     p.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
     p.add_argument("--processes", type=int, default=0, help="pyload processes (default: cores)")
+    p.add_argument(
+        "--systems",
+        help="comma-separated subset, e.g. 'metrics on,metrics off' (default: all)",
+    )
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    systems = (
+        (*(s for s in SYSTEMS if s not in OWN_INSTANCE), RAY_SERVE)
+        if args.runtime == "ray"
+        else tuple(SYSTEMS)
+    )
+    if args.systems:
+        wanted = [s.strip() for s in args.systems.split(",") if s.strip()]
+        unknown = sorted(set(wanted) - set(systems))
+        if unknown:
+            raise SystemExit(f"--systems: unknown {unknown}; known: {list(systems)}")
+        systems = tuple(s for s in systems if s in wanted)
     plan = Plan(
         2.0 if args.quick else args.duration,
         args.warmup,
-        systems=(
-            (*(s for s in SYSTEMS if s not in OWN_INSTANCE), RAY_SERVE)
-            if args.runtime == "ray"
-            else tuple(SYSTEMS)
-        ),
+        systems=systems,
         runtime=args.runtime,
         ray_address=args.ray_address,
         rounds=max(1, args.rounds),
@@ -476,16 +582,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     load = os.getloadavg()[0]
     if load > BUSY_LOAD:
         print(f"warning: load average {load:.2f} before starting: other work will skew ratios")
-    rounds = run_benchmark(plan, gen, lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
+    cpu: list[CpuPoint] = []
+    rounds = run_benchmark(
+        plan, gen, lambda msg: print(f"  {msg}", file=sys.stderr, flush=True), cpu
+    )
     settings = {**asdict(plan), "loadgen": gen.describe(), "loadavg_1m_at_start": round(load, 2)}
-    errors = report(rounds, gen, settings, args.json)
+    errors = report(rounds, gen, settings, args.json, cpu)
     if errors:
         print(f"ERRORS: {errors} failed requests; the figures above are not comparable")
     return 1 if errors else 0
 
 
 def report(
-    rounds: list[list[Result]], gen: LoadGenerator, settings: dict[str, Any], path: Path | None
+    rounds: list[list[Result]],
+    gen: LoadGenerator,
+    settings: dict[str, Any],
+    path: Path | None,
+    cpu: Sequence[CpuPoint] = (),
 ) -> int:
     """Print the tables, the ceiling and the verdicts, save the file; returns the errors."""
     results = median_results(rounds)
@@ -502,7 +615,7 @@ def report(
     )
     print(ceiling_line(results, gen))
     judged = verdicts([c for c in comparisons if c.system not in (RAY_SERVE, *OWN_INSTANCE)])
-    judged += metrics_verdicts(results)
+    judged += metrics_verdicts(rounds, cpu)
     if any(r.system == RAY_SERVE for r in results):
         against_ray = [c for c in compare(results, RAY_SERVE) if c.system != BARE]
         print_tables(
@@ -520,6 +633,7 @@ def report(
             "rounds": [[asdict(r) for r in rows] for rows in rounds],
             "comparisons": [asdict(c) for c in comparisons],
             "verdicts": [asdict(v) for v in judged],
+            "cpu_per_request": [asdict(p) for p in cpu],
         },
         path=path,
     )

@@ -62,6 +62,12 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}/"
 
+    @property
+    def pid(self) -> int:
+        if self._proc is None:
+            raise RuntimeError("the server is not running")
+        return self._proc.pid
+
     def start(self) -> None:
         if port_answers(self.host, self.port):
             raise RuntimeError(f"{self.host}:{self.port} is already taken")

@@ -60,6 +60,7 @@ def version(mlserver: str) -> str:
 
 
 def cmd_serve(model_path: str, mlserver: str) -> None:
+    mlserver = os.path.abspath(mlserver)  # it starts in the settings folder
     if not os.access(mlserver, os.X_OK):
         raise SystemExit(f"MLServer is not installed at {mlserver}: run `make bench-env`")
     started = time.perf_counter()

@@ -43,7 +43,9 @@ def test_http_overhead_smallest_run() -> None:
         concurrencies=(2,),
         systems=(http_overhead.BARE, http_overhead.SERVAL),
     )
-    (results,) = http_overhead.run_benchmark(plan, LoadGenerator.pick("auto"))
+    cpu: list[http_overhead.CpuPoint] = []
+    rounds = http_overhead.run_benchmark(plan, LoadGenerator.pick("auto"), cpu=cpu)
+    (results,) = rounds
     wait_for(lambda: not serval_children(), timeout_s=30, what="serval to exit")
     assert [(r.system, r.concurrency) for r in results] == [
         (http_overhead.BARE, 2),
@@ -65,15 +67,20 @@ def test_http_overhead_metrics_on_and_off() -> None:
         concurrencies=(2,),
         systems=(http_overhead.METRICS_ON, http_overhead.METRICS_OFF),
     )
-    (results,) = http_overhead.run_benchmark(plan, LoadGenerator.pick("auto"))
+    cpu: list[http_overhead.CpuPoint] = []
+    rounds = http_overhead.run_benchmark(plan, LoadGenerator.pick("auto"), cpu=cpu)
+    (results,) = rounds
     wait_for(lambda: not serval_children(), timeout_s=30, what="serval to exit")
     assert [r.system for r in results] == [
         http_overhead.METRICS_ON,
         http_overhead.METRICS_OFF,
     ]
     assert all(r.rps > 0 and r.errors == 0 for r in results), results
-    (verdict,) = http_overhead.metrics_verdicts(results)
-    assert "metrics off" in verdict.target
+    # The instances' process trees were found: each used CPU for its requests.
+    assert sorted(p.system for p in cpu) == sorted(r.system for r in results)
+    assert all(p.us_per_request > 0 for p in cpu), cpu
+    (verdict,) = http_overhead.metrics_verdicts(rounds, cpu)
+    assert "metrics off" in verdict.target and "CPU per request" in verdict.measured
 
 
 def test_metrics_scrape_smallest_run(capsys: pytest.CaptureFixture[str]) -> None:
