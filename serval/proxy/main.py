@@ -1,7 +1,8 @@
 """Entry point of a proxy process: ``python -m serval.proxy --fd N --controller ADDR``.
 
 Serves the ASGI :class:`~serval.proxy.app.ProxyApp` with uvicorn (httptools on
-uvloop) on a listening socket inherited from the controller.
+uvloop, each response in one write: :mod:`serval.proxy.http_protocol`) on a listening
+socket inherited from the controller.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from serval.observability.logs import setup_logging
 from serval.observability.scrape import install_proxy
 from serval.proxy.app import ProxyApp
 from serval.proxy.grpc_ingress import start_grpc_server
+from serval.proxy.http_protocol import CoalescingHttpToolsProtocol
 
 ROUTES_WAIT_S = 30.0
 
@@ -42,7 +44,7 @@ async def serve(fd: int, name: str, controller: str, options: HTTPOptions) -> No
     ctx.controller.subscribe("routes", app.on_routes)
     config = uvicorn.Config(
         app,
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,
         lifespan="off",
         access_log=False,
         log_level="warning",
