@@ -10,13 +10,17 @@ DIR`` serves it. Beside it, labelled ``serval /score`` (role: reference), the ap
 what the protocol costs over serval's native API. serval is primed first (``PRIME_S``
 at 32 connections, not measured): a model whose replica is full gets a second copy,
 and that load is warm-up, not steady state. Peer: MLServer 1.7.1 with its
-scikit-learn runtime, ``parallel_workers: 0`` (benchmarks/systems/mlserver_apps.py).
-Targets (issue 11): serval's OIP REST at least ``TARGETS`` times MLServer's req/s.
+scikit-learn runtime, ``parallel_workers: 0`` (benchmarks/systems/mlserver_apps.py),
+twice: as ``pip install mlserver mlserver-sklearn`` gives it (uvicorn's h11 parser:
+``MLServer``) and with httptools, the parser ``uvicorn[standard]`` brings
+(``MLServer+httptools``, ~25% faster here). Targets (issue 11, set against the first):
+serval's OIP REST at least ``TARGETS`` times MLServer's req/s.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import tempfile
 
 from benchmarks._bench.cells import Cell, Role
@@ -29,6 +33,8 @@ CONCURRENCIES = (1, 32)
 TARGETS = {1: 1.3, 32: 4.0}  # serval's OIP REST req/s over MLServer's, by connections
 PRIME_S = 3.0  # serval's first load at the most connections, before any point
 SCORE = "serval /score"
+MLSERVER_FAST = f"{MLSERVER}+httptools"
+PARSERS = {MLSERVER: "h11", MLSERVER_FAST: "httptools"}  # system -> uvicorn's parser
 
 
 def point(conns: int) -> str:
@@ -60,19 +66,19 @@ def run(ctx: Context) -> list[Cell]:
                     cells.append(http_cell(m, point(conns), system, role, conns))
         return cells
 
-    def measure_mlserver(model_path: str) -> list[Cell]:
+    def measure_mlserver(model_path: str, system: str) -> list[Cell]:
         args = ["--model", model_path, "--mlserver", s.mlserver]
+        args += ["--http-parser", PARSERS[system]]
         cells = []
         with serving(
             MODULES[MLSERVER], NAME, timeout_s=s.start_timeout_s, python=s.python, args=args
         ) as ready:
             for conns in CONCURRENCIES:
                 m = ctx.measure_http(ready["url"], conns, infer)
-                note = (
-                    f"MLServer {ready['version']}, parallel_workers 0; "
-                    f"target: serval >= {TARGETS[conns]:g}x"
-                )
-                cell = http_cell(m, point(conns), MLSERVER, Role.PEER, conns)
+                note = f"MLServer {ready['version']}, {ready['parser']}, parallel_workers 0"
+                if system == MLSERVER:
+                    note += f"; target: serval >= {TARGETS[conns]:g}x"
+                cell = http_cell(m, point(conns), system, Role.PEER, conns)
                 cells.append(dataclasses.replace(cell, note=note))
         return cells
 
@@ -80,5 +86,7 @@ def run(ctx: Context) -> list[Cell]:
         model_path = _oip.write_registry(registry)
         cells = ctx.attempt(points, SERVAL, Role.SERVAL, lambda: measure_serval(registry))
         if MLSERVER in s.peer_systems((MLSERVER,)):
-            cells += ctx.attempt(points, MLSERVER, Role.PEER, lambda: measure_mlserver(model_path))
+            for system in PARSERS:
+                measure = functools.partial(measure_mlserver, model_path, system)
+                cells += ctx.attempt(points, system, Role.PEER, measure)
     return cells

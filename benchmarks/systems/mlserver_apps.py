@@ -8,7 +8,12 @@ MLServer runs as its own ``mlserver start`` process from its own virtualenv
 starlette < 0.47 and protobuf < 7, which would downgrade the stack serval, Ray Serve and
 LitServe are measured on if it shared theirs). Settings: MLServer's defaults but
 ``parallel_workers: 0`` (inference in the server process: its parallel inference
-workers crash on this kind of machine) and the ports, on 127.0.0.1. This process
+workers crash on this kind of machine) and the ports, on 127.0.0.1. ``--http-parser``
+picks uvicorn's HTTP parser: ``h11`` is what ``pip install mlserver`` gives (plain
+uvicorn, no httptools); ``httptools`` (installed in its virtualenv) the faster one that
+``uvicorn[standard]`` brings. For ``h11`` the virtualenv's httptools is hidden from
+MLServer (a module on its path that fails to import, so uvicorn's ``auto`` falls back
+to h11, exactly as on a plain install). This process
 writes the settings, starts MLServer, reports ready once an infer call answers 200,
 and stops MLServer when its stdin closes.
 """
@@ -59,7 +64,26 @@ def version(mlserver: str) -> str:
     return out.stdout.strip().rsplit(" ", 1)[-1]
 
 
-def cmd_serve(model_path: str, mlserver: str) -> None:
+PARSERS = ("h11", "httptools")
+
+
+def hide_httptools(folder: str) -> str:
+    """A folder whose ``httptools`` fails to import (for PYTHONPATH): uvicorn's parser
+    detection then picks h11, as on an install without httptools."""
+    shim = os.path.join(folder, "no-httptools", "httptools")
+    os.makedirs(shim)
+    with open(os.path.join(shim, "__init__.py"), "w") as f:
+        f.write("raise ImportError('httptools hidden: MLServer as pip installs it')\n")
+    return os.path.dirname(shim)
+
+
+def uses_httptools(pid: int) -> bool:
+    """Whether process ``pid`` has httptools' extension mapped (Linux)."""
+    with open(f"/proc/{pid}/maps") as f:
+        return any("httptools" in line for line in f)
+
+
+def cmd_serve(model_path: str, mlserver: str, parser: str = "httptools") -> None:
     mlserver = os.path.abspath(mlserver)  # it starts in the settings folder
     if not os.access(mlserver, os.X_OK):
         raise SystemExit(f"MLServer is not installed at {mlserver}: run `make bench-env`")
@@ -72,11 +96,18 @@ def cmd_serve(model_path: str, mlserver: str) -> None:
         with open(os.path.join(folder, _oip.MODEL, "model-settings.json"), "w") as f:
             json.dump(model_settings(os.path.abspath(model_path)), f)
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # its own venv only
+        if parser == "h11":
+            env["PYTHONPATH"] = hide_httptools(folder)
         proc = subprocess.Popen([mlserver, "start", folder], cwd=folder, env=env)
         try:
             wait_for_port(HOST, http_port, timeout_s=120, proc=proc)
             url = f"http://{HOST}:{http_port}{_oip.INFER_PATH}"
-            _child.report_ready(url, started, body=_oip.infer_body(), version=version(mlserver))
+            _child.first_response_s(url, started, body=_oip.infer_body())
+            if uses_httptools(proc.pid) != (parser == "httptools"):
+                raise SystemExit(f"MLServer did not start with the {parser} parser")
+            _child.report_ready(
+                url, started, body=_oip.infer_body(), version=version(mlserver), parser=parser
+            )
             _child.wait_for_stdin_eof()
         finally:
             proc.terminate()
@@ -94,8 +125,9 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("app", choices=("oip",))
     s.add_argument("--model", required=True, help="the joblib file (benchmarks/systems/_oip.py)")
     s.add_argument("--mlserver", required=True, help="the mlserver executable")
+    s.add_argument("--http-parser", choices=PARSERS, default="httptools")
     args = p.parse_args(argv)
-    cmd_serve(args.model, args.mlserver)
+    cmd_serve(args.model, args.mlserver, args.http_parser)
 
 
 if __name__ == "__main__":
