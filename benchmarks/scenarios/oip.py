@@ -13,8 +13,8 @@ and that load is warm-up, not steady state. Peer: MLServer 1.7.1 with its
 scikit-learn runtime, ``parallel_workers: 0`` (benchmarks/systems/mlserver_apps.py),
 twice: as ``pip install mlserver mlserver-sklearn`` gives it (uvicorn's h11 parser:
 ``MLServer``) and with httptools, the parser ``uvicorn[standard]`` brings
-(``MLServer+httptools``, ~25% faster here). Targets (issue 11, set against the first):
-serval's OIP REST at least ``TARGETS`` times MLServer's req/s.
+(``MLServer+httptools``: 9-16% more req/s here on 2026-12-04). Targets (issue 11,
+set against the first): serval's OIP REST at least ``TARGETS`` times MLServer's req/s.
 """
 
 from __future__ import annotations

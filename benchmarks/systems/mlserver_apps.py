@@ -102,11 +102,11 @@ def cmd_serve(model_path: str, mlserver: str, parser: str = "httptools") -> None
         try:
             wait_for_port(HOST, http_port, timeout_s=120, proc=proc)
             url = f"http://{HOST}:{http_port}{_oip.INFER_PATH}"
-            _child.first_response_s(url, started, body=_oip.infer_body())
+            startup_s = round(_child.first_response_s(url, started, body=_oip.infer_body()), 4)
             if uses_httptools(proc.pid) != (parser == "httptools"):
                 raise SystemExit(f"MLServer did not start with the {parser} parser")
-            _child.report_ready(
-                url, started, body=_oip.infer_body(), version=version(mlserver), parser=parser
+            _child.emit(
+                "ready", url=url, startup_s=startup_s, version=version(mlserver), parser=parser
             )
             _child.wait_for_stdin_eof()
         finally:

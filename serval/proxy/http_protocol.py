@@ -49,8 +49,12 @@ class CoalescingTransport:
         if pending is None:
             return
         self._pending = None
-        if not self._transport.is_closing():
-            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+        if self._transport.is_closing():
+            return
+        if len(pending) == 1:
+            self._transport.write(pending[0])
+        else:  # one writev, no join: a large body is not copied again
+            self._transport.writelines(pending)
 
     def close(self) -> None:
         self.flush()

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +22,7 @@ from benchmarks._harness import pyload, wrk
 from benchmarks._harness.loadgen import LoadGenerator
 from benchmarks._harness.results import SCHEMA_VERSION, load_results
 from benchmarks.scenarios._context import Context, Settings
+from benchmarks.systems.mlserver_apps import hide_httptools, uses_httptools
 
 HELLO = [
     Cell("hello c32", "bare uvicorn", Role.LIMIT, rps=20_000.0, p50_ms=1.0, p99_ms=2.0),
@@ -314,3 +319,33 @@ def test_startup_reuses_the_hello_scenarios_fresh_starts() -> None:
         ("Ray Serve", 8.5, "startup_s"),
     ]
     assert "from the hello scenario" in cells[0].note
+
+
+def test_mlserver_as_pip_installs_it_gets_h11_and_the_check_tells_the_parsers_apart(
+    tmp_path: Path,
+) -> None:
+    """The oip scenario's pip-install MLServer: httptools, though installed, does not
+    import on the path the shim gives, and /proc/PID/maps shows which parser a process
+    really loaded (the child refuses to report ready otherwise)."""
+
+
+    probe = (
+        "import sys\ntry:\n    import httptools\nexcept ImportError:\n    pass\nsys.stdin.read()"
+    )
+    plain = subprocess.Popen([sys.executable, "-c", probe], stdin=subprocess.PIPE)
+    hidden = subprocess.Popen(
+        [sys.executable, "-c", probe],
+        stdin=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": hide_httptools(str(tmp_path))},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not uses_httptools(plain.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert uses_httptools(plain.pid)
+        assert not uses_httptools(hidden.pid)
+    finally:
+        for proc in (plain, hidden):
+            assert proc.stdin is not None
+            proc.stdin.close()
+            proc.wait(timeout=10)

@@ -24,6 +24,10 @@ class RecordingTransport:
     def write(self, data: bytes) -> None:
         self.writes.append(bytes(data))
 
+    def writelines(self, lines: list[bytes]) -> None:
+        self.writes.append(b"".join(lines))
+        self.calls.append("writelines")
+
     def is_closing(self) -> bool:
         return self.closing
 
@@ -101,6 +105,7 @@ def test_a_response_reaches_the_client_in_one_segment_and_streams_still_stream(
 ) -> None:
     """Through a real proxy: a small response arrives whole in the first recv (headers
     and body were one write); a streamed one arrives complete, chunk by chunk."""
+
     @serval.deployment
     class App:
         async def __call__(self, request: Any) -> Any:
