@@ -47,6 +47,7 @@ from serval.exceptions import (
 from serval.handle import DeploymentHandle
 from serval.models.pool_routing import PoolRouting, is_pattern, publish_model_routes
 from serval.protocols.oip import OIPFrontend, OIPModels, OIPRest
+from serval.protocols.oip.batching import DEFAULT_MAX_ROWS
 from serval.protocols.oip.grpc import OIPGrpcMethods
 from serval.transport.messages import ModelCanaryRoute, ModelRoutes
 
@@ -66,6 +67,7 @@ class ManyModelsConfig(_Options):
     max_bytes: str | int = "1GiB"
     max_ongoing_requests: int = Field(32, ge=1)
     watch_interval_s: float = Field(30.0, ge=0)  # check the registry for new versions
+    oip_max_batch_rows: int = Field(DEFAULT_MAX_ROWS, ge=0)  # OIP calls run together; 0: off
 
 
 @serval.deployment(graceful_shutdown_wait_loop_s=0.5)
@@ -77,6 +79,7 @@ class Scorer(OIPModels):
         import serval.models
 
         self.pool = pool
+        self.oip_max_batch_rows = config.oip_max_batch_rows
         serval.models.configure(
             registry=config.registry,
             watch_interval_s=config.watch_interval_s,

@@ -20,6 +20,9 @@ directory, for every version)::
     {"platform": "pytorch_torchscript",
      "inputs":  [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}],
      "outputs": [{"name": "scores", "datatype": "FP32", "shape": [-1, 3]}]}
+
+``"batching": false`` in it keeps the model's infer calls out of batches (a model whose
+rows depend on each other: see :mod:`serval.protocols.oip.batching`).
 """
 
 from __future__ import annotations
@@ -89,6 +92,7 @@ class ModelMetadata:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     platform: str = ""
+    batching: bool = True  # False: never stack this model's calls (oip.json "batching")
 
     def to_json(self, name: str, versions: list[str]) -> dict[str, Any]:
         return {
@@ -125,10 +129,14 @@ def parse_metadata(raw: bytes | str | dict[str, Any]) -> ModelMetadata:
     obj = json.loads(raw) if isinstance(raw, bytes | str) else raw
     if not isinstance(obj, dict):
         raise ValueError(f"{METADATA_FILE} must hold a JSON object")
+    batching = obj.get("batching", True)
+    if not isinstance(batching, bool):
+        raise ValueError(f"{METADATA_FILE}: 'batching' must be true or false, not {batching!r}")
     return ModelMetadata(
         _specs(obj.get("inputs"), "inputs"),
         _specs(obj.get("outputs"), "outputs"),
         str(obj.get("platform", "")),
+        batching,
     )
 
 

@@ -17,7 +17,7 @@ from serval.protocols.oip.errors import InvalidTensorError, UnknownOutputError
 from serval.protocols.oip.metadata import ModelMetadata, TensorSpec, _is_torch
 from serval.protocols.oip.tensors import DATATYPES, Tensor
 
-__all__ = ["check_inputs", "run", "select_outputs"]
+__all__ = ["check_inputs", "compute", "run", "select_outputs"]
 
 
 def check_inputs(meta: ModelMetadata, inputs: list[Tensor]) -> list[Tensor]:
@@ -54,8 +54,14 @@ def run(
     model: Any, meta: ModelMetadata, inputs: list[Tensor], requested: list[str] | None = None
 ) -> list[Tensor]:
     """The model's outputs for ``inputs`` (see the module docs)."""
-    ordered = check_inputs(meta, inputs)
-    wanted = select_outputs(meta, requested)
+    return compute(model, meta, check_inputs(meta, inputs), select_outputs(meta, requested))
+
+
+def compute(
+    model: Any, meta: ModelMetadata, ordered: list[Tensor], wanted: list[TensorSpec]
+) -> list[Tensor]:
+    """The ``wanted`` outputs for inputs already checked and ordered by
+    :func:`check_inputs`."""
     kind = _KINDS.get(type(model)) or _kind_of(model)
     try:
         if kind == "onnx":

@@ -20,18 +20,23 @@ import posixpath
 from typing import Any
 
 from serval.context import get_multiplexed_model_id
+from serval.protocols.oip.batching import DEFAULT_MAX_ROWS, InferBatcher
 from serval.protocols.oip.binary import encode_response, parse_request
 from serval.protocols.oip.metadata import METADATA_FILE, ModelMetadata, metadata_of, parse_metadata
-from serval.protocols.oip.runner import run
 from serval.protocols.oip.tensors import Tensor
 
 __all__ = ["OIPModels"]
 
 
 class OIPModels:
-    """Mixin: OIP inference, metadata and readiness on the models ``get_model`` loads."""
+    """Mixin: OIP inference, metadata and readiness on the models ``get_model`` loads.
+
+    Infer calls for one model that are ready together run as one call of the model
+    (:mod:`~serval.protocols.oip.batching`); ``oip_max_batch_rows`` bounds such a
+    batch, 0 turns batching off (set it on the class or in ``__init__``)."""
 
     get_model: Any  # the deployment's @serval.multiplexed method
+    oip_max_batch_rows: int = DEFAULT_MAX_ROWS
 
     async def oip_infer(
         self, inputs: list[Tensor], outputs: list[str] | None
@@ -44,7 +49,10 @@ class OIPModels:
         meta = cached.get((model_id.partition("@")[0], version)) if cached else None
         if meta is None:
             meta = await self._oip_meta(model_id, version, model)
-        return version, run(model, meta, inputs, outputs)
+        batcher = self.__dict__.get("_oip_batcher")
+        if batcher is None:
+            batcher = self.__dict__["_oip_batcher"] = InferBatcher(self.oip_max_batch_rows)
+        return version, await batcher.infer(model, meta, inputs, outputs)
 
     async def oip_infer_rest(
         self, body: bytes, header_length: str | None, name: str

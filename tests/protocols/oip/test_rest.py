@@ -262,3 +262,35 @@ def test_client_errors_are_one_log_line(
         "malformed JSON in the infer request": "400 BadRequestError",
     }
     assert_one_info_line_each(served, tokens)
+
+
+def test_concurrent_calls_are_batched_and_each_gets_its_rows(served: Served) -> None:
+    """Calls for one model that reach its replica together run as one model call
+    (serval.protocols.oip.batching): each answer is still that request's own rows."""
+    from tests.observability._scrape import scrape
+
+    model = _tenant(served.registry, "tenant5")
+    rng = np.random.default_rng(5)
+    base = f"http://{served.http}"
+    with httpclient.InferenceServerClient(url=served.http, concurrency=32) as client:
+        for _ in range(20):
+            inputs = [rng.normal(size=(int(rng.integers(1, 5)), 4)) for _ in range(64)]
+            pending = [
+                client.async_infer(
+                    "tenant5",
+                    [_input("input-0", x, "FP64", binary=i % 2 == 0)],
+                    outputs=[httpclient.InferRequestedOutput("predict_proba")],
+                )
+                for i, x in enumerate(inputs)
+            ]
+            for x, call in zip(inputs, pending, strict=True):
+                np.testing.assert_allclose(
+                    call.get_result().as_numpy("predict_proba"), model.predict_proba(x)
+                )
+            scraped = scrape(base)
+            calls = scraped.value("serval_batch_size_count", function="oip_infer")
+            requests = scraped.value("serval_batch_size_sum", function="oip_infer")
+            if requests > calls > 0:
+                break
+        else:
+            raise AssertionError(f"no model call served two requests ({calls:g} calls)")
