@@ -13,8 +13,12 @@ and that load is warm-up, not steady state. Peer: MLServer 1.7.1 with its
 scikit-learn runtime, ``parallel_workers: 0`` (benchmarks/systems/mlserver_apps.py),
 twice: as ``pip install mlserver mlserver-sklearn`` gives it (uvicorn's h11 parser:
 ``MLServer``) and with httptools, the parser ``uvicorn[standard]`` brings
-(``MLServer+httptools``: 9-16% more req/s here on 2026-12-04). Targets (issue 11,
-set against the first): serval's OIP REST at least ``TARGETS`` times MLServer's req/s.
+(``MLServer+httptools``: 9-16% more req/s here on 2026-12-04), and a third time with
+httptools and its adaptive batching on (``MLServer+httptools+batching``, a tuned
+setting: up to 32 requests per model call after at most 1 ms; serval batches the calls
+that reach a replica together by default, without waiting:
+serval/protocols/oip/batching.py). Targets (issue 11, set against the first): serval's
+OIP REST at least ``TARGETS`` times MLServer's req/s.
 """
 
 from __future__ import annotations
@@ -34,7 +38,12 @@ TARGETS = {1: 1.3, 32: 4.0}  # serval's OIP REST req/s over MLServer's, by conne
 PRIME_S = 3.0  # serval's first load at the most connections, before any point
 SCORE = "serval /score"
 MLSERVER_FAST = f"{MLSERVER}+httptools"
-PARSERS = {MLSERVER: "h11", MLSERVER_FAST: "httptools"}  # system -> uvicorn's parser
+MLSERVER_BATCHING = f"{MLSERVER}+httptools+batching"
+PARSERS = {  # system -> uvicorn's parser
+    MLSERVER: "h11",
+    MLSERVER_FAST: "httptools",
+    MLSERVER_BATCHING: "httptools",
+}
 
 
 def point(conns: int) -> str:
@@ -69,6 +78,8 @@ def run(ctx: Context) -> list[Cell]:
     def measure_mlserver(model_path: str, system: str) -> list[Cell]:
         args = ["--model", model_path, "--mlserver", s.mlserver]
         args += ["--http-parser", PARSERS[system]]
+        if system == MLSERVER_BATCHING:
+            args.append("--batching")
         cells = []
         with serving(
             MODULES[MLSERVER], NAME, timeout_s=s.start_timeout_s, python=s.python, args=args
@@ -76,6 +87,8 @@ def run(ctx: Context) -> list[Cell]:
             for conns in CONCURRENCIES:
                 m = ctx.measure_http(ready["url"], conns, infer)
                 note = f"MLServer {ready['version']}, {ready['parser']}, parallel_workers 0"
+                if system == MLSERVER_BATCHING:
+                    note += "; tuned: adaptive batching (32 requests, 1 ms)"
                 if system == MLSERVER:
                     note += f"; target: serval >= {TARGETS[conns]:g}x"
                 cell = http_cell(m, point(conns), system, Role.PEER, conns)

@@ -13,7 +13,8 @@ picks uvicorn's HTTP parser: ``h11`` is what ``pip install mlserver`` gives (pla
 uvicorn, no httptools); ``httptools`` (installed in its virtualenv) the faster one that
 ``uvicorn[standard]`` brings. For ``h11`` the virtualenv's httptools is hidden from
 MLServer (a module on its path that fails to import, so uvicorn's ``auto`` falls back
-to h11, exactly as on a plain install). This process
+to h11, exactly as on a plain install). ``--batching`` turns MLServer's adaptive
+batching on (:data:`BATCHING`; off by default). This process
 writes the settings, starts MLServer, reports ready once an infer call answers 200,
 and stops MLServer when its stdin closes.
 """
@@ -50,12 +51,18 @@ def settings(http_port: int, grpc_port: int, metrics_port: int) -> dict[str, obj
     }
 
 
-def model_settings(model_path: str) -> dict[str, object]:
+# MLServer's adaptive batching, off by default; ``--batching`` turns it on (a tuned
+# setting): up to 32 requests per model call, waiting at most 1 ms for them.
+BATCHING = {"max_batch_size": 32, "max_batch_time": 0.001}
+
+
+def model_settings(model_path: str, batching: bool = False) -> dict[str, object]:
     """The model's ``model-settings.json`` (MLServer's scikit-learn runtime)."""
     return {
         "name": _oip.MODEL,
         "implementation": "mlserver_sklearn.SKLearnModel",
         "parameters": {"uri": model_path, "version": _oip.VERSION},
+        **(BATCHING if batching else {}),
     }
 
 
@@ -83,7 +90,9 @@ def uses_httptools(pid: int) -> bool:
         return any("httptools" in line for line in f)
 
 
-def cmd_serve(model_path: str, mlserver: str, parser: str = "httptools") -> None:
+def cmd_serve(
+    model_path: str, mlserver: str, parser: str = "httptools", batching: bool = False
+) -> None:
     mlserver = os.path.abspath(mlserver)  # it starts in the settings folder
     if not os.access(mlserver, os.X_OK):
         raise SystemExit(f"MLServer is not installed at {mlserver}: run `make bench-env`")
@@ -94,7 +103,7 @@ def cmd_serve(model_path: str, mlserver: str, parser: str = "httptools") -> None
             json.dump(settings(http_port, grpc_port, metrics_port), f)
         os.makedirs(os.path.join(folder, _oip.MODEL))
         with open(os.path.join(folder, _oip.MODEL, "model-settings.json"), "w") as f:
-            json.dump(model_settings(os.path.abspath(model_path)), f)
+            json.dump(model_settings(os.path.abspath(model_path), batching), f)
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # its own venv only
         if parser == "h11":
             env["PYTHONPATH"] = hide_httptools(folder)
@@ -126,8 +135,9 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--model", required=True, help="the joblib file (benchmarks/systems/_oip.py)")
     s.add_argument("--mlserver", required=True, help="the mlserver executable")
     s.add_argument("--http-parser", choices=PARSERS, default="httptools")
+    s.add_argument("--batching", action="store_true", help="adaptive batching on (tuned)")
     args = p.parse_args(argv)
-    cmd_serve(args.model, args.mlserver, args.http_parser)
+    cmd_serve(args.model, args.mlserver, args.http_parser, args.batching)
 
 
 if __name__ == "__main__":

@@ -349,3 +349,14 @@ def test_mlserver_as_pip_installs_it_gets_h11_and_the_check_tells_the_parsers_ap
             assert proc.stdin is not None
             proc.stdin.close()
             proc.wait(timeout=10)
+
+
+def test_mlserver_batching_is_a_labelled_tuned_row() -> None:
+    from benchmarks.scenarios import oip
+    from benchmarks.systems.mlserver_apps import BATCHING, model_settings
+
+    assert "max_batch_size" not in model_settings("/m.joblib")  # MLServer's default: off
+    tuned = model_settings("/m.joblib", batching=True)
+    assert tuned["max_batch_size"] == BATCHING["max_batch_size"] > 1
+    assert oip.PARSERS[oip.MLSERVER_BATCHING] == "httptools"
+    assert set(oip.TARGETS) == set(oip.CONCURRENCIES)
