@@ -168,6 +168,7 @@ class Dispatcher(OIPGrpcMethods):
             SHARED,
             dict(self.routing.mapping),
             {t: ModelCanaryRoute(c.version, c.weight, c.stable) for t, c in self.canaries.items()},
+            "oip_infer_grpc",
         )
 
     def model_id_of(self, tenant: str) -> str:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,8 @@ from serval.exceptions import (
 from serval.handle import DeploymentHandle
 from serval.observability.ingress import GrpcMetrics
 from serval.observability.logs_access import cut
+from serval.proxy.model_routes import DirectInfer
+from serval.proxy.routes import RouteTable
 from serval.transport.messages import GetStatus
 
 logger = logging.getLogger("serval.proxy")
@@ -126,13 +129,28 @@ def _methods_of(handlers: list[Any]) -> list[RpcMethod]:
     return out
 
 
-class GrpcIngress:
-    """Routes the calls of the registered methods to the applications' ingress."""
+# The OIP v2 method the proxy can send straight to the model's replica (see
+# serval.proxy.model_routes): its bytes are read and written here, not by grpcio.
+DIRECT_METHOD = ("inference.GRPCInferenceService", "ModelInfer")
 
-    def __init__(self, ctx: Any, options: GRPCOptions, metrics: GrpcMetrics | None = None) -> None:
+
+class GrpcIngress:
+    """Routes the calls of the registered methods to the applications' ingress (and OIP
+    ``ModelInfer`` calls of a many-models application to the model's replica)."""
+
+    def __init__(
+        self,
+        ctx: Any,
+        options: GRPCOptions,
+        metrics: GrpcMetrics | None = None,
+        routes: RouteTable | None = None,
+        direct: DirectInfer | None = None,
+    ) -> None:
         self.ctx = ctx
         self.options = options
         self.metrics = metrics
+        self.routes = routes
+        self.direct = direct
         self._apps: dict[str, str] = {}
         self._apps_at = 0.0
 
@@ -152,16 +170,66 @@ class GrpcIngress:
             raise NotFoundError(f"application {app!r} not found; running: {sorted(self._apps)}")
         return app, self._apps[app]
 
-    async def _handle(self, method: RpcMethod, context: Any, call: _Call) -> DeploymentHandle:
+    async def _handle(
+        self, method: RpcMethod, context: Any, call: _Call, resolved: bool = False
+    ) -> DeploymentHandle:
         meta = {k: v for k, v in (context.invocation_metadata() or ())}
-        call.app = str(meta.get("application", ""))
-        call.app, call.deployment = await self._ingress(call.app)
+        if not resolved:
+            call.app = str(meta.get("application", ""))
+            call.app, call.deployment = await self._ingress(call.app)
         handle = DeploymentHandle(call.deployment, call.app).options(
             method_name=method.name,
             multiplexed_model_id=str(meta.get("multiplexed_model_id", "")),
             stream=method.response_streaming,
         )
         return handle
+
+    def model_infer(self, method: RpcMethod) -> Callable[[bytes, Any], Any]:
+        """OIP ``ModelInfer``, bytes in and out: to the model's replica when the
+        application publishes model routes with a gRPC method (one hop, the message
+        decoded where the model runs), else to the ingress like any other method."""
+        assert method.request_deserializer is not None and method.response_serializer
+        deserialize, encode = method.request_deserializer, method.response_serializer
+
+        def decode(raw: bytes) -> Any:
+            try:
+                return deserialize(raw)
+            except Exception as exc:  # protobuf's DecodeError
+                raise BadRequestError(f"malformed {method.name} request: {exc}") from None
+
+        async def rpc(raw: bytes, context: Any) -> bytes:
+            call = _Call(self.metrics, method)
+            try:
+                meta = {k: v for k, v in (context.invocation_metadata() or ())}
+                call.app, call.deployment = await self._ingress(str(meta.get("application", "")))
+                route = self.routes.for_app(call.app) if self.routes is not None else None
+                models = route.models if route is not None else None
+                timeout = self.options.request_timeout_s
+                if route is not None and models is not None and models.grpc_method:
+                    assert self.direct is not None
+                    request = decode(raw)
+                    version = request.model_version or None
+                    call.deployment, model_id = self.direct.resolve(
+                        route, request.model_name, version
+                    )
+                    request_id = str(meta.get("x-request-id", "")) or uuid.uuid4().hex
+                    answer = self.direct.grpc_infer(
+                        route, call.deployment, model_id, raw, request_id
+                    )
+                    result: bytes = await (asyncio.wait_for(answer, timeout) if timeout else answer)
+                else:
+                    handle = await self._handle(method, context, call, resolved=True)
+                    response = handle.remote(decode(raw))
+                    result = encode(
+                        await (asyncio.wait_for(response, timeout) if timeout else response)
+                    )
+                call.done("OK")
+                return result
+            except BaseException as exc:
+                await _abort(context, exc, method, call)
+                raise
+
+        return rpc
 
     def unary(self, method: RpcMethod) -> Callable[[Any, Any], Any]:
         async def rpc(request: Any, context: Any) -> Any:
@@ -258,15 +326,22 @@ def _enable_reflection(server: Any, services: list[str]) -> None:
 
 
 async def start_grpc_server(
-    ctx: Any, host: str, options: GRPCOptions, metrics: GrpcMetrics | None = None
+    ctx: Any,
+    host: str,
+    options: GRPCOptions,
+    metrics: GrpcMetrics | None = None,
+    routes: RouteTable | None = None,
+    direct: DirectInfer | None = None,
 ) -> Any:
     """Start a grpc.aio server for the servicer functions; returns it (or None when
-    there are none). ``metrics`` records each call (the proxy's ``/-/metrics``)."""
+    there are none). ``metrics`` records each call (the proxy's ``/-/metrics``);
+    ``routes`` and ``direct`` (the HTTP side's) let OIP ``ModelInfer`` calls go straight
+    to the model's replica."""
     if not options.grpc_servicer_functions:
         return None
     import grpc
 
-    ingress = GrpcIngress(ctx, options, metrics)
+    ingress = GrpcIngress(ctx, options, metrics, routes, direct)
     methods = load_methods(options.grpc_servicer_functions)
     by_service: dict[str, dict[str, Any]] = {}
     for m in methods:
@@ -278,7 +353,9 @@ async def start_grpc_server(
                 m.name,
             )
             continue
-        if m.response_streaming:
+        if (m.service, m.name) == DIRECT_METHOD and direct is not None and not m.response_streaming:
+            handler = grpc.unary_unary_rpc_method_handler(ingress.model_infer(m))  # bytes
+        elif m.response_streaming:
             handler = grpc.unary_stream_rpc_method_handler(
                 ingress.server_streaming(m),
                 request_deserializer=m.request_deserializer,

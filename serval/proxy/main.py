@@ -38,7 +38,7 @@ async def serve(fd: int, name: str, controller: str, options: HTTPOptions) -> No
         # Listening before the first route table is acknowledged: once serval.start()
         # returns, the gRPC port answers too.
         grpc_server = await start_grpc_server(
-            ctx, options.host, options.grpc_options, app.grpc_metrics
+            ctx, options.host, options.grpc_options, app.grpc_metrics, app.routes, app.direct
         )
     install_proxy(app)
     ctx.controller.subscribe("routes", app.on_routes)

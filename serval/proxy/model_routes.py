@@ -9,6 +9,10 @@ per-model canaries) with its route. For ``POST {prefix}/v2/models/{name}[/versio
 process hop instead of two, and the ingress' CPU left to everything else. Every other
 request, and every request of a route with a traffic split, goes to the ingress.
 
+gRPC ``ModelInfer`` calls take the same way when the table names a ``grpc_method``
+(:meth:`DirectInfer.grpc_infer`, called by :mod:`serval.proxy.grpc_ingress`): the
+serialized request to the replica, the serialized response back.
+
 Answers are the ingress' answers: the same body and ``Inference-Header-Content-Length``
 header, the same ``{"error": ...}`` bodies and status codes (404 naming an unknown
 model or version, 400 for a tensor that does not fit, 503 + Retry-After, 504), one
@@ -101,11 +105,7 @@ class DirectInfer:
                 header_length = value.decode("latin-1")
                 break
         try:
-            if "@" in name:
-                raise ModelNotFoundError(f"model {name!r} not found: not a model name")
-            routing = self._table(route.app, routes)
-            model_id = f"{name}@{version}" if version else routing.model_id_of(name)
-            deployment = routes.deployments[routing.pool_of(name)]
+            deployment, model_id = self.resolve(route, name, version)
             if tracing.enabled():
                 with tracing.span(
                     f"POST {route.prefix}",
@@ -132,7 +132,7 @@ class DirectInfer:
                 )
         except ServalError as exc:
             return await _error(send, exc, f"POST {route.prefix} {name} ({request_id})", request_id)
-        out, binary_length = answer
+        out, binary_length = answer  # (bytes, int | None): oip_infer_rest's answer
         if binary_length is None:
             head = [_JSON]
         else:
@@ -140,6 +140,29 @@ class DirectInfer:
         await send({"type": "http.response.start", "status": 200, "headers": head})
         await send({"type": "http.response.body", "body": out})
         return 200
+
+    def resolve(self, route: RouteInfo, name: str, version: str | None) -> tuple[str, str]:
+        """``(deployment, model id)`` that serve ``name`` (at ``version``), as the
+        ingress would pick them; ``ModelNotFoundError`` for what cannot be a model."""
+        routes = route.models
+        assert routes is not None
+        if not name or "@" in name:
+            raise ModelNotFoundError(f"model {name!r} not found: not a model name")
+        routing = self._table(route.app, routes)
+        model_id = f"{name}@{version}" if version else routing.model_id_of(name)
+        return routes.deployments[routing.pool_of(name)], model_id
+
+    async def grpc_infer(
+        self, route: RouteInfo, deployment: str, model_id: str, raw: bytes, request_id: str
+    ) -> bytes:
+        """A gRPC ``ModelInfer`` call (its serialized request) answered by the model's
+        replica (``ModelRoutes.grpc_method``): the serialized ``ModelInferResponse``."""
+        routes = route.models
+        assert routes is not None and routes.grpc_method
+        result: bytes = await self._call(
+            route.app, deployment, routes.grpc_method, model_id, request_id, (raw,)
+        )
+        return result
 
     async def _call(
         self,
@@ -150,7 +173,7 @@ class DirectInfer:
         request_id: str,
         args: tuple[Any, ...],
         trace: str = "",
-    ) -> tuple[bytes, int | None]:
+    ) -> Any:
         msg = Call(method, dumps((args, {})), model_id, False, request_id, trace)
         router = self.ctx.router(app, deployment)
         if self._timeout is None:
@@ -164,8 +187,7 @@ class DirectInfer:
                 ) from None
         first = assignment.first
         if type(first) is CallResult:
-            result: tuple[bytes, int | None] = loads(first.payload)
-            return result
+            return loads(first.payload)
         if isinstance(first, ErrorReply):
             raise error_from_reply(first)
         assignment.close()

@@ -30,6 +30,10 @@ class RouteTable:
                 return route
         return None
 
+    def for_app(self, app: str) -> RouteInfo | None:
+        """The route of application ``app`` (None: it has no HTTP route)."""
+        return next((r for r in self._routes if r.app == app), None)
+
     @property
     def routes(self) -> list[RouteInfo]:
         return list(self._routes)

@@ -228,6 +228,7 @@ class ModelRoutes(msgspec.Struct, array_like=True):
     default: str  # the pool of models the mapping sends nowhere else
     mapping: dict[str, str] = {}  # model name or fnmatch pattern -> pool
     canaries: dict[str, ModelCanaryRoute] = {}
+    grpc_method: str = ""  # answers gRPC ModelInfer calls as bytes (oip_infer_grpc); "": none
 
 
 class AppSpec(msgspec.Struct):

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from serval.exceptions import BadRequestError
 from serval.protocols.oip.binary import InferRequest
 from serval.protocols.oip.errors import InvalidTensorError
 from serval.protocols.oip.frontend import OIPFrontend
@@ -40,7 +41,13 @@ from serval.protocols.oip.tensors import (
     raw_bytes,
 )
 
-__all__ = ["OIPGrpcMethods", "add_GRPCInferenceServiceServicer_to_server", "decode_inputs"]
+__all__ = [
+    "OIPGrpcMethods",
+    "add_GRPCInferenceServiceServicer_to_server",
+    "decode_inputs",
+    "infer_response",
+    "parse_infer_request",
+]
 
 # datatype -> the InferTensorContents field that carries it
 _CONTENTS = {
@@ -146,12 +153,25 @@ class OIPGrpcMethods:
         )
         name = request.model_name
         version, outputs = await self.oip_frontend.infer(name, request.model_version or None, infer)
-        pb = _pb()
-        out = pb.ModelInferResponse.InferOutputTensor
-        return pb.ModelInferResponse(
-            model_name=name,
-            model_version=version,
-            id=request.id,
-            outputs=[out(name=t.name, datatype=t.datatype, shape=t.shape) for t in outputs],
-            raw_output_contents=[raw_bytes(t) for t in outputs],
-        )
+        return infer_response(name, version, request.id, outputs)
+
+
+def parse_infer_request(raw: bytes) -> Any:
+    """A serialized ``ModelInferRequest``; ``BadRequestError`` when it is not one."""
+    try:
+        return _pb().ModelInferRequest.FromString(raw)
+    except Exception as exc:  # google.protobuf.message.DecodeError
+        raise BadRequestError(f"malformed ModelInferRequest: {exc}") from None
+
+
+def infer_response(name: str, version: str, request_id: str, outputs: list[Tensor]) -> Any:
+    """The ``ModelInferResponse`` for a model's output tensors (raw contents)."""
+    pb = _pb()
+    out = pb.ModelInferResponse.InferOutputTensor
+    return pb.ModelInferResponse(
+        model_name=name,
+        model_version=version,
+        id=request_id,
+        outputs=[out(name=t.name, datatype=t.datatype, shape=t.shape) for t in outputs],
+        raw_output_contents=[raw_bytes(t) for t in outputs],
+    )

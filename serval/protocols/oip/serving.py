@@ -66,6 +66,18 @@ class OIPModels:
         version, outputs = await self.oip_infer(request.inputs, request.outputs)
         return encode_response(request, name, version, outputs)
 
+    async def oip_infer_grpc(self, raw: bytes) -> bytes:
+        """A gRPC ``ModelInfer`` call, serialized message in and out: the proxy sends it
+        here as it came (:mod:`serval.proxy.model_routes`), this replica decodes it, runs
+        the model and encodes the ``ModelInferResponse``."""
+        from serval.protocols.oip.grpc import decode_inputs, infer_response, parse_infer_request
+
+        request = parse_infer_request(raw)
+        requested = [o.name for o in request.outputs] or None
+        version, outputs = await self.oip_infer(decode_inputs(request), requested)
+        response = infer_response(request.model_name, version, request.id, outputs)
+        return bytes(response.SerializeToString())
+
     async def oip_metadata(self) -> dict[str, Any]:
         """The model's metadata (loads it: metadata comes from the model itself)."""
         model_id = get_multiplexed_model_id()

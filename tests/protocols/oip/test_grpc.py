@@ -105,3 +105,36 @@ def test_client_errors_are_one_log_line(
         "grpc-logcheck-input": "400 InvalidTensorError",
     }
     assert_one_info_line_each(served, tokens)
+
+
+def test_infer_goes_from_the_proxy_to_the_model_replica(
+    client: grpcclient.InferenceServerClient, served: Served
+) -> None:
+    """ModelInfer calls skip the ingress (the Dispatcher does no work for them), as
+    REST infer calls do; a message that is not a ModelInferRequest is INVALID_ARGUMENT."""
+    from tests.observability._scrape import scrape
+
+    def dispatcher_calls() -> float:
+        return scrape(f"http://{served.http}").value(
+            "serval_replica_processing_latency_seconds_count", deployment="Dispatcher"
+        )
+
+    model = read_tenant(served.registry, "tenant3", 1)
+    rows = [_input("input-0", ROWS, "FP64")]
+    client.infer("tenant3", rows)
+    before = dispatcher_calls()
+    for _ in range(3):
+        result = client.infer("tenant3", rows)
+        np.testing.assert_array_equal(result.as_numpy("predict"), model.predict(ROWS))
+    assert _error(lambda: client.infer("tenant404", rows)).status() == str(
+        grpc.StatusCode.NOT_FOUND
+    )
+    assert client.is_model_ready("tenant3")  # not an infer call: through the ingress
+    assert dispatcher_calls() == before + 1
+
+    with grpc.insecure_channel(served.grpc) as channel:
+        infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        with pytest.raises(grpc.RpcError) as info:
+            infer(b"\xff\xff\xff", timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "malformed ModelInfer request" in str(info.value.details())

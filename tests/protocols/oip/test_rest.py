@@ -267,30 +267,37 @@ def test_client_errors_are_one_log_line(
 def test_concurrent_calls_are_batched_and_each_gets_its_rows(served: Served) -> None:
     """Calls for one model that reach its replica together run as one model call
     (serval.protocols.oip.batching): each answer is still that request's own rows."""
+    import asyncio
+
     from tests.observability._scrape import scrape
 
     model = _tenant(served.registry, "tenant5")
     rng = np.random.default_rng(5)
-    base = f"http://{served.http}"
-    with httpclient.InferenceServerClient(url=served.http, concurrency=32) as client:
-        for _ in range(20):
-            inputs = [rng.normal(size=(int(rng.integers(1, 5)), 4)) for _ in range(64)]
-            pending = [
-                client.async_infer(
-                    "tenant5",
-                    [_input("input-0", x, "FP64", binary=i % 2 == 0)],
-                    outputs=[httpclient.InferRequestedOutput("predict_proba")],
-                )
-                for i, x in enumerate(inputs)
-            ]
-            for x, call in zip(inputs, pending, strict=True):
-                np.testing.assert_allclose(
-                    call.get_result().as_numpy("predict_proba"), model.predict_proba(x)
-                )
-            scraped = scrape(base)
-            calls = scraped.value("serval_batch_size_count", function="oip_infer")
-            requests = scraped.value("serval_batch_size_sum", function="oip_infer")
-            if requests > calls > 0:
-                break
-        else:
-            raise AssertionError(f"no model call served two requests ({calls:g} calls)")
+    url = f"http://{served.http}/v2/models/tenant5/infer"
+
+    def body(x: np.ndarray) -> dict[str, Any]:
+        tensor = {"name": "input-0", "shape": list(x.shape), "datatype": "FP64"}
+        return {
+            "inputs": [{**tensor, "data": x.ravel().tolist()}],
+            "outputs": [{"name": "predict_proba"}],
+        }
+
+    async def burst(inputs: list[np.ndarray]) -> list[httpx.Response]:
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=32), timeout=60) as c:
+            return await asyncio.gather(*(c.post(url, json=body(x)) for x in inputs))
+
+    for _ in range(20):
+        inputs = [rng.normal(size=(int(rng.integers(1, 5)), 4)) for _ in range(64)]
+        for x, r in zip(inputs, asyncio.run(burst(inputs)), strict=True):
+            assert r.status_code == 200, r.text
+            (out,) = r.json()["outputs"]
+            assert out["shape"] == [len(x), 3]
+            got = np.asarray(out["data"]).reshape(out["shape"])
+            np.testing.assert_allclose(got, model.predict_proba(x))
+        scraped = scrape(f"http://{served.http}")
+        calls = scraped.value("serval_batch_size_count", function="oip_infer")
+        requests = scraped.value("serval_batch_size_sum", function="oip_infer")
+        if requests > calls > 0:
+            break
+    else:
+        raise AssertionError(f"no model call served two requests ({calls:g} calls)")
