@@ -186,10 +186,14 @@ class ModelCache:
         await self._resident.clear()
 
     def loaded_model_ids(self, *, include_loading: bool = True) -> list[str]:
-        """The models in memory (and, by default, those loading), sorted."""
+        """The models in memory (and, by default, those loading for a request), sorted.
+
+        A background load (a prewarm: a router copying a hot model here) is left out
+        until it is in memory: requests keep going to the replicas that hold the model
+        meanwhile, rather than waiting here for the load."""
         ids = set(self._entries)
         if include_loading:
-            ids.update(self._loads.in_flight)
+            ids.update(m for m, load in self._loads.in_flight.items() if load.ticket.live)
         return sorted(ids)
 
     def describe(self) -> dict[str, dict[str, Any]]:

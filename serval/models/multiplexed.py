@@ -265,7 +265,8 @@ def caches() -> list[ModelCache]:
 
 
 def loaded_model_ids() -> list[str]:
-    """The models the caches of this process hold or are loading, sorted."""
+    """The models the caches of this process hold or are loading for a request, sorted
+    (see :meth:`~serval.models.cache.ModelCache.loaded_model_ids`)."""
     ids: set[str] = set()
     for cache in list(_CACHES):
         ids.update(cache.loaded_model_ids())

@@ -17,6 +17,9 @@
    cooled-down model age out of the replicas' caches. While every holder is busy, a
    copy is added only on an idle replica; otherwise the request waits for a holder
    (a load costs far more than a short wait).
+
+The router (``router.py``) turns a copy of a model that some replica holds warm into a
+background load (``copies.py``): the request itself stays on a warm holder.
 """
 
 from __future__ import annotations

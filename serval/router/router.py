@@ -10,7 +10,12 @@
   one (at most ``max_attempts`` tries). A request whose replica died mid-way may
   therefore run twice: delivery is at-least-once when replicas crash.
 - **Models**: a request with a model id goes to a replica that holds the model, or
-  to the one rendezvous hashing picks for it (``model_choice.py``).
+  to the one rendezvous hashing picks for it (``model_choice.py``). When a hot model
+  gets a copy while a replica holds it warm, the copy loads in the background
+  (``ModelCommand("prewarm")`` to the new replica) and requests keep going to the warm
+  holders (waiting for a slot there if they are full) until it is loaded: no request
+  waits for a copy's load, which in a fresh replica process includes importing the
+  model's framework (~1 s for scikit-learn).
 - **Updates**: the controller publishes the set of running replicas; a replica
   that leaves the set gets no new requests and its connection closes when its last
   request here finishes.
@@ -32,6 +37,7 @@ from serval.exceptions import BackPressureError, NotFoundError, ReplicaUnavailab
 from serval.request_router.types import DeploymentHandleSource, PendingRequest
 from serval.router import model_choice
 from serval.router.assignment import Assignment, CustomAssignment, _Slot
+from serval.router.copies import BackgroundCopies
 from serval.router.custom import DECLINED, CustomChoice, Declined, backoff_s
 from serval.router.replica_client import ReplicaClient, SocketReplicaClient
 from serval.transport.connection import ReplyStream
@@ -74,8 +80,10 @@ class Router:
         self.autoscaling = False
         # model id → replicas that hold it (published by the controller) ...
         self._holders: dict[str, set[str]] = {}
-        # ... and where this router sent it recently (before the controller knows).
+        # ... and where this router sent it recently (before the controller knows) ...
         self._recent: dict[str, tuple[str, float]] = {}
+        # ... and where it is copying it in the background (no requests go there yet).
+        self._copies = BackgroundCopies(self._copied)
         self.known = asyncio.Event()  # set once the first update arrived
         self.rejected: dict[str, int] = {}  # 503s by cause, for metrics
         # The deployment's own request router (request_router_config), or None.
@@ -205,12 +213,33 @@ class Router:
             else:
                 del self._recent[model_id]
                 recent = None
-        # Sent to a new replica lately: its load may still run, so no copy yet.
-        may_copy = recent is None
+        warming = self._copies.warming(model_id)
+        # Sent to a new replica lately, or copying: its load may still run, no copy yet.
+        may_copy = recent is None and not warming
         slot = model_choice.choose(model_id, self._choices, holders, self._free, may_copy)
-        if slot is not None and slot.replica_id not in holders:
-            self._remember(model_id, slot.replica_id)
+        if slot is None or slot.replica_id in holders:
+            return slot
+        now = time.monotonic()
+        warm = [
+            s
+            for s in self._choices
+            if s.replica_id in holders and (s.down_until == 0.0 or s.down_until < now)
+        ]
+        if warm:
+            # A copy while the model is warm elsewhere: load it there in the background
+            # and keep this request on a warm holder (or let it wait for one).
+            if not warming:
+                self._copies.start(model_id, slot)
+            free = [s for s in warm if self._free(s)]
+            return min(free, key=lambda s: s.in_flight) if free else None
+        self._remember(model_id, slot.replica_id)  # a cold model's first load
         return slot
+
+    def _copied(self, model_id: str, slot: _Slot) -> None:
+        """A background copy is loaded: its replica is a holder from now on."""
+        if self._slots.get(slot.replica_id) is slot:
+            self._holders.setdefault(model_id, set()).add(slot.replica_id)
+            self._wake(len(self._waiters))  # requests waiting for a holder may go there
 
     def _remember(self, model_id: str, replica_id: str) -> None:
         """Note where a cold model was sent. The dict stays in time order (re-inserted
@@ -370,6 +399,7 @@ class Router:
         )
 
     def close(self) -> None:
+        self._copies.cancel()
         for slot in self._slots.values():
             slot.client.close()
         self._slots.clear()

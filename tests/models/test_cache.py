@@ -79,6 +79,24 @@ async def test_fifty_concurrent_requests_for_a_cold_model_load_it_once() -> None
     assert (stats.loads, stats.misses, stats.hits, stats.entries) == (1, 50, 1, 1)
 
 
+async def test_a_background_load_is_listed_once_loaded_or_once_a_request_waits() -> None:
+    """A prewarm (a router copying a hot model here) is not reported as held while it
+    loads — requests would wait here for it — unless a request joins it."""
+    loader = Recorder(gate=asyncio.Event())
+    models = cache(loader)
+    warming = asyncio.ensure_future(models.prewarm(["copy", "joined"]))
+    await asyncio.sleep(0.01)
+    assert models.loaded_model_ids() == []  # background only
+    waiter = asyncio.ensure_future(models.get("joined"))  # a request now waits on it
+    await asyncio.sleep(0.01)
+    assert models.loaded_model_ids() == ["joined"]
+    loader.gate.set()  # type: ignore[union-attr]
+    assert await warming == {"copy": "loaded", "joined": "loaded"}
+    await waiter
+    assert models.loaded_model_ids() == ["copy", "joined"]
+    assert loader.calls == {"copy": 1, "joined": 1}
+
+
 async def test_a_failed_load_is_retried_with_doubling_backoff(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -15,7 +15,9 @@ from serval.transport.messages import (
     DeploymentTarget,
     ErrorReply,
     Message,
+    ModelCommand,
     ModelDelta,
+    Ok,
     ReplicaInfo,
     Update,
 )
@@ -149,14 +151,25 @@ async def test_model_requests_stick_to_one_replica_then_to_holders() -> None:
 
 
 class Gate(ReplicaClient):
-    """A replica whose replies wait for ``release``; remembers which requests it got."""
+    """A replica whose replies wait for ``release``; remembers which requests it got.
+    A prewarm (``ModelCommand``, a background copy) is noted as ``"<rid>:prewarm"`` and
+    answers "loaded" once ``warmed`` is set (at once when there is none)."""
 
-    def __init__(self, rid: str, release: asyncio.Event, got: list[str]) -> None:
+    def __init__(
+        self, rid: str, release: asyncio.Event, got: list[str], warmed: asyncio.Event | None = None
+    ) -> None:
         self.rid = rid
         self.release = release
         self.got = got
+        self.warmed = warmed
 
     async def open(self, msg: Message):  # type: ignore[no-untyped-def]
+        if isinstance(msg, ModelCommand):
+            self.got.append(f"{self.rid}:prewarm")
+            if self.warmed is not None:
+                await self.warmed.wait()
+            outcome = {"cache": {m: "loaded" for m in msg.model_ids}}
+            return await FakeReplicaClient(lambda m: [Ok(outcome)]).open(msg)
         self.got.append(self.rid)
         await self.release.wait()
         return await FakeReplicaClient(lambda m: [CallResult(self.rid.encode())]).open(msg)
@@ -166,9 +179,12 @@ class Gate(ReplicaClient):
 
 
 async def test_a_hot_model_gets_a_second_copy_only_when_its_holder_is_full() -> None:
-    release = asyncio.Event()
+    """A full holder with idle replicas beside it: the model is copied to one of them in
+    the background while requests wait for the warm holder; once the copy is loaded,
+    they go there."""
+    release, warmed = asyncio.Event(), asyncio.Event()
     got: list[str] = []
-    router = Router("app/d", lambda addr: Gate(addr.split(":", 1)[1], release, got))
+    router = Router("app/d", lambda addr: Gate(addr.split(":", 1)[1], release, got, warmed))
     infos = [ReplicaInfo(i, f"fake:{i}", 2, ["hot"] if i == "a" else []) for i in "abc"]
     router.update(DeploymentTarget(infos, -1))
 
@@ -180,7 +196,13 @@ async def test_a_hot_model_gets_a_second_copy_only_when_its_holder_is_full() -> 
     assert got == ["a", "a"]  # the holder takes requests while it has room
     pending.append(asyncio.ensure_future(router.assign(model_call())))
     await asyncio.sleep(0.01)
-    assert len(got) == 3 and got[2] in ("b", "c")  # full holder: one idle replica gets a copy
+    assert len(got) == 3 and got[2] in ("b:prewarm", "c:prewarm")  # copied in the background
+    assert router.queued == 1  # the request waits for a warm replica, not for a load
+    copy = got[2].split(":")[0]
+    warmed.set()
+    await asyncio.sleep(0.01)
+    assert got[3:] == [copy] and router.queued == 0  # loaded: the copy takes the request
+    assert router._holders["hot"] == {"a", copy}
     release.set()
     for p in pending:
         (await p).close()
@@ -189,12 +211,13 @@ async def test_a_hot_model_gets_a_second_copy_only_when_its_holder_is_full() -> 
 
 async def test_a_busy_holder_copies_its_model_to_an_idle_replica_not_a_busy_one() -> None:
     """A hot model whose holder has COPY_AT requests while another replica idles gets a
-    copy there (before the holder is full); with every replica busy it stays put."""
+    copy there (before the holder is full, in the background: the holder keeps taking
+    requests until the copy is loaded); with every replica busy it stays put."""
     from serval.router.model_choice import COPY_AT
 
-    release = asyncio.Event()
+    release, warmed = asyncio.Event(), asyncio.Event()
     got: list[str] = []
-    router = Router("app/d", lambda addr: Gate(addr.split(":", 1)[1], release, got))
+    router = Router("app/d", lambda addr: Gate(addr.split(":", 1)[1], release, got, warmed))
     infos = [ReplicaInfo(i, f"fake:{i}", 100, ["hot"] if i == "a" else []) for i in "ab"]
     router.update(DeploymentTarget(infos, -1))
 
@@ -204,9 +227,14 @@ async def test_a_busy_holder_copies_its_model_to_an_idle_replica_not_a_busy_one(
     pending = [assign("hot") for _ in range(COPY_AT)]
     await asyncio.sleep(0.01)
     assert got == ["a"] * COPY_AT  # below COPY_AT the holder takes them all
+    pending += [assign("hot"), assign("hot")]
+    await asyncio.sleep(0.01)
+    assert sorted(got[COPY_AT:]) == ["a", "a", "b:prewarm"]  # copied to idle "b", once
+    warmed.set()
+    await asyncio.sleep(0.01)
     pending.append(assign("hot"))
     await asyncio.sleep(0.01)
-    assert got[-1] == "b"  # the holder is busy and "b" idles: the model is copied there
+    assert got[-1] == "b"  # loaded there: "b" is a holder and the least loaded one
     # Another router where "b" is busy with another model: "hot" stays on its holder.
     from serval.router.model_choice import rendezvous_order
 
@@ -229,6 +257,34 @@ async def test_a_busy_holder_copies_its_model_to_an_idle_replica_not_a_busy_one(
     for p in [*pending, *others, *hot]:
         (await p).close()  # type: ignore[attr-defined]
     assert router.in_flight == 0 and router2.in_flight == 0
+
+
+async def test_a_copy_that_fails_to_load_leaves_requests_on_the_holder() -> None:
+    """A background copy whose load fails (or is not kept) adds no holder: the requests
+    go on waiting for the warm holder and are served there."""
+    release = asyncio.Event()
+    got: list[str] = []
+
+    class Failing(Gate):
+        async def open(self, msg: Message):  # type: ignore[no-untyped-def]
+            if isinstance(msg, ModelCommand):
+                self.got.append(f"{self.rid}:prewarm")
+                answer = ErrorReply("error", "ServalError", "no room")
+                return await FakeReplicaClient(lambda m: [answer]).open(msg)
+            return await super().open(msg)
+
+    router = Router("app/d", lambda addr: Failing(addr.split(":", 1)[1], release, got))
+    infos = [ReplicaInfo(i, f"fake:{i}", 1, ["hot"] if i == "a" else []) for i in "ab"]
+    router.update(DeploymentTarget(infos, -1))
+    first = asyncio.ensure_future(router.assign(Call("__call__", b"", model_id="hot")))
+    second = asyncio.ensure_future(router.assign(Call("__call__", b"", model_id="hot")))
+    await asyncio.sleep(0.01)
+    assert got == ["a", "b:prewarm"] and router._holders["hot"] == {"a"}
+    release.set()
+    (await first).close()
+    assignment = await second
+    assert assignment.replica_id == "a"
+    assignment.close()
 
 
 async def test_models_of_a_dead_replica_re_home_without_errors() -> None:
