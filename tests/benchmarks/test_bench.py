@@ -328,7 +328,6 @@ def test_mlserver_as_pip_installs_it_gets_h11_and_the_check_tells_the_parsers_ap
     import on the path the shim gives, and /proc/PID/maps shows which parser a process
     really loaded (the child refuses to report ready otherwise)."""
 
-
     probe = (
         "import sys\ntry:\n    import httptools\nexcept ImportError:\n    pass\nsys.stdin.read()"
     )
