@@ -205,8 +205,10 @@ class GrpcIngress:
                 route = self.routes.for_app(call.app) if self.routes is not None else None
                 models = route.models if route is not None else None
                 timeout = self.options.request_timeout_s
-                if route is not None and models is not None and models.grpc_method:
-                    assert self.direct is not None
+                # As for REST: an application-level traffic split goes through the ingress.
+                direct = route is not None and route.canary is None
+                if direct and models is not None and models.grpc_method:
+                    assert self.direct is not None and route is not None
                     request = decode(raw)
                     version = request.model_version or None
                     call.deployment, model_id = self.direct.resolve(
