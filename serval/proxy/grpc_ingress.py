@@ -170,19 +170,51 @@ class GrpcIngress:
             raise NotFoundError(f"application {app!r} not found; running: {sorted(self._apps)}")
         return app, self._apps[app]
 
-    async def _handle(
-        self, method: RpcMethod, context: Any, call: _Call, resolved: bool = False
-    ) -> DeploymentHandle:
+    async def _handle(self, method: RpcMethod, context: Any, call: _Call) -> DeploymentHandle:
         meta = {k: v for k, v in (context.invocation_metadata() or ())}
-        if not resolved:
-            call.app = str(meta.get("application", ""))
-            call.app, call.deployment = await self._ingress(call.app)
+        call.app = str(meta.get("application", ""))
+        call.app, call.deployment = await self._ingress(call.app)
         handle = DeploymentHandle(call.deployment, call.app).options(
             method_name=method.name,
             multiplexed_model_id=str(meta.get("multiplexed_model_id", "")),
             stream=method.response_streaming,
         )
         return handle
+
+    async def _through_ingress(
+        self, method: RpcMethod, request: Any, context: Any, call: _Call
+    ) -> Any:
+        """A unary call answered by the application's ingress deployment."""
+        handle = await self._handle(method, context, call)
+        response = handle.remote(request)
+        timeout = self.options.request_timeout_s
+        return await (asyncio.wait_for(response, timeout) if timeout else response)
+
+    async def _direct_infer(
+        self, raw: bytes, request: Any, context: Any, call: _Call
+    ) -> bytes | None:
+        """A ``ModelInfer`` answered by the model's replica (the serialized response),
+        or None when the application does not route models itself (or splits its
+        traffic: as for REST, that goes through the ingress)."""
+        if self.routes is None or self.direct is None:
+            return None
+        meta = {k: v for k, v in (context.invocation_metadata() or ())}
+        app, _ = await self._ingress(str(meta.get("application", "")))
+        route = self.routes.for_app(app)
+        if (
+            route is None
+            or route.canary is not None
+            or not (route.models and route.models.grpc_method)
+        ):
+            return None
+        call.app = app
+        version = request.model_version or None
+        call.deployment, model_id = self.direct.resolve(route, request.model_name, version)
+        request_id = str(meta.get("x-request-id", "")) or uuid.uuid4().hex
+        answer = self.direct.grpc_infer(route, call.deployment, model_id, raw, request_id)
+        timeout = self.options.request_timeout_s
+        result: bytes = await (asyncio.wait_for(answer, timeout) if timeout else answer)
+        return result
 
     def model_infer(self, method: RpcMethod) -> Callable[[bytes, Any], Any]:
         """OIP ``ModelInfer``, bytes in and out: to the model's replica when the
@@ -191,40 +223,16 @@ class GrpcIngress:
         assert method.request_deserializer is not None and method.response_serializer
         deserialize, encode = method.request_deserializer, method.response_serializer
 
-        def decode(raw: bytes) -> Any:
-            try:
-                return deserialize(raw)
-            except Exception as exc:  # protobuf's DecodeError
-                raise BadRequestError(f"malformed {method.name} request: {exc}") from None
-
         async def rpc(raw: bytes, context: Any) -> bytes:
             call = _Call(self.metrics, method)
             try:
-                meta = {k: v for k, v in (context.invocation_metadata() or ())}
-                call.app, call.deployment = await self._ingress(str(meta.get("application", "")))
-                route = self.routes.for_app(call.app) if self.routes is not None else None
-                models = route.models if route is not None else None
-                timeout = self.options.request_timeout_s
-                # As for REST: an application-level traffic split goes through the ingress.
-                direct = route is not None and route.canary is None
-                if direct and models is not None and models.grpc_method:
-                    assert self.direct is not None and route is not None
-                    request = decode(raw)
-                    version = request.model_version or None
-                    call.deployment, model_id = self.direct.resolve(
-                        route, request.model_name, version
-                    )
-                    request_id = str(meta.get("x-request-id", "")) or uuid.uuid4().hex
-                    answer = self.direct.grpc_infer(
-                        route, call.deployment, model_id, raw, request_id
-                    )
-                    result: bytes = await (asyncio.wait_for(answer, timeout) if timeout else answer)
-                else:
-                    handle = await self._handle(method, context, call, resolved=True)
-                    response = handle.remote(decode(raw))
-                    result = encode(
-                        await (asyncio.wait_for(response, timeout) if timeout else response)
-                    )
+                try:
+                    request = deserialize(raw)
+                except Exception as exc:  # protobuf's DecodeError
+                    raise BadRequestError(f"malformed {method.name} request: {exc}") from None
+                result = await self._direct_infer(raw, request, context, call)
+                if result is None:
+                    result = encode(await self._through_ingress(method, request, context, call))
                 call.done("OK")
                 return result
             except BaseException as exc:
@@ -237,10 +245,7 @@ class GrpcIngress:
         async def rpc(request: Any, context: Any) -> Any:
             call = _Call(self.metrics, method)
             try:
-                handle = await self._handle(method, context, call)
-                response = handle.remote(request)
-                timeout = self.options.request_timeout_s
-                result = await (asyncio.wait_for(response, timeout) if timeout else response)
+                result = await self._through_ingress(method, request, context, call)
                 call.done("OK")
                 return result
             except BaseException as exc:

@@ -106,6 +106,8 @@ class DirectInfer:
                 break
         try:
             deployment, model_id = self.resolve(route, name, version)
+            args = (body, header_length, name)
+            where = (route.app, deployment, routes.method, model_id, request_id, args)
             if tracing.enabled():
                 with tracing.span(
                     f"POST {route.prefix}",
@@ -113,23 +115,10 @@ class DirectInfer:
                     **{"serval.application": route.app, "serval.request_id": request_id},
                 ):
                     answer = await self._call(
-                        route.app,
-                        deployment,
-                        routes.method,
-                        model_id,
-                        request_id,
-                        (body, header_length, name),
-                        tracing.traceparent(),
+                        *where, tracing.traceparent(), timeout_s=self._timeout
                     )
             else:
-                answer = await self._call(
-                    route.app,
-                    deployment,
-                    routes.method,
-                    model_id,
-                    request_id,
-                    (body, header_length, name),
-                )
+                answer = await self._call(*where, timeout_s=self._timeout)
         except ServalError as exc:
             return await _error(send, exc, f"POST {route.prefix} {name} ({request_id})", request_id)
         out, binary_length = answer  # (bytes, int | None): oip_infer_rest's answer
@@ -156,11 +145,12 @@ class DirectInfer:
         self, route: RouteInfo, deployment: str, model_id: str, raw: bytes, request_id: str
     ) -> bytes:
         """A gRPC ``ModelInfer`` call (its serialized request) answered by the model's
-        replica (``ModelRoutes.grpc_method``): the serialized ``ModelInferResponse``."""
+        replica (``ModelRoutes.grpc_method``): the serialized ``ModelInferResponse``.
+        No deadline here: the gRPC ingress applies ``grpc_options``' own."""
         routes = route.models
         assert routes is not None and routes.grpc_method
         result: bytes = await self._call(
-            route.app, deployment, routes.grpc_method, model_id, request_id, (raw,)
+            route.app, deployment, routes.grpc_method, model_id, request_id, (raw,), timeout_s=None
         )
         return result
 
@@ -173,17 +163,21 @@ class DirectInfer:
         request_id: str,
         args: tuple[Any, ...],
         trace: str = "",
+        *,
+        timeout_s: float | None,
     ) -> Any:
+        """``method``'s answer, within ``timeout_s`` (None: no deadline here)."""
         msg = Call(method, dumps((args, {})), model_id, False, request_id, trace)
         router = self.ctx.router(app, deployment)
-        if self._timeout is None:
+        limit = timeout_s
+        if limit is None:
             assignment = await router.assign(msg)
         else:
             try:
-                assignment = await asyncio.wait_for(router.assign(msg), self._timeout)
+                assignment = await asyncio.wait_for(router.assign(msg), limit)
             except asyncio.TimeoutError:
                 raise RequestTimeoutError(
-                    f"request {request_id} timed out after {self._timeout}s (request_timeout_s)"
+                    f"request {request_id} timed out after {limit}s (request_timeout_s)"
                 ) from None
         first = assignment.first
         if type(first) is CallResult:
