@@ -10,6 +10,10 @@ from dataclasses import dataclass
 # set by the parent of a replica, proxy or controller (serval/_secret.py).
 SECRET_FD_VAR = "SERVAL_SECRET_FD"
 
+# How long the proxy and replicas poll for the next message before they sleep, at low
+# load (serval/transport/busy_poll.py).
+DEFAULT_BUSY_POLL_US = 500
+
 
 @dataclass(frozen=True)
 class Env:
@@ -27,6 +31,7 @@ class Env:
     tracing: str  # the instance's tracing_config as JSON ("" when off)
     node_id: str  # the Ray node a ray-runtime process runs on ("" elsewhere: serval/_node.py)
     availability_zone: str  # that node's ray.io/availability-zone label ("" unknown)
+    busy_poll_us: int  # SERVAL_BUSY_POLL_US: see serval/transport/busy_poll.py (0: off)
 
 
 def default_home() -> str:
@@ -55,6 +60,7 @@ def read_env() -> Env:
         tracing=os.environ.get("SERVAL_TRACING", ""),
         node_id=os.environ.get("SERVAL_NODE_ID", ""),
         availability_zone=os.environ.get("SERVAL_AVAILABILITY_ZONE", ""),
+        busy_poll_us=_whole("SERVAL_BUSY_POLL_US", DEFAULT_BUSY_POLL_US, 1_000_000),
     )
 
 
@@ -67,6 +73,20 @@ def _top_models(text: str, default: int) -> int:
         value = -1
     if value < 0:
         raise ValueError(f"SERVAL_METRICS_TOP_MODELS={text!r}: expected an integer >= 0")
+    return value
+
+
+def _whole(name: str, default: int, most: int) -> int:
+    """The variable ``name`` as a whole number in ``[0, most]`` (unset or blank: ``default``)."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= most:
+        raise ValueError(f"{name}={text!r}: expected a whole number from 0 to {most}")
     return value
 
 

@@ -32,7 +32,8 @@ def router_families(routers: dict[str, Any]) -> list[snap.Family]:
 
 
 def replica_families(server: Any) -> list[snap.Family]:
-    """A replica's ongoing requests and processing latency (``server``: ReplicaServer)."""
+    """A replica's ongoing requests, processing latency and busy polling (``server``:
+    ReplicaServer)."""
     out = [snap.gauge("serval_replica_ongoing_requests", (), [((), float(server.in_flight))])]
     table = server.latency
     if table is not None and table.series:
@@ -44,7 +45,22 @@ def replica_families(server: Any) -> list[snap.Family]:
                 table.items(),
             )
         )
-    return out
+    return out + busy_poll_families(server.busy_poll, "replica")
+
+
+def busy_poll_families(poll: Any, component: str) -> list[snap.Family]:
+    """Time a process spent busy polling and how its polls ended (``poll``: its
+    :class:`~serval.transport.busy_poll.BusyPoll`; nothing when polling is off)."""
+    if poll.window_s <= 0:
+        return []
+    ends = [
+        ((component, "caught"), float(poll.caught)),
+        ((component, "expired"), float(poll.expired)),
+    ]
+    return [
+        snap.counter("serval_busy_poll_seconds", ("component",), [((component,), poll.seconds)]),
+        snap.counter("serval_busy_polls", ("component", "outcome"), ends),
+    ]
 
 
 def placement_families(sent: dict[str, list[int]]) -> list[snap.Family]:

@@ -72,6 +72,16 @@ FAMILIES: Final[dict[str, FamilySpec]] = {
     "serval_replica_ongoing_requests": FamilySpec("gauge", "Requests a replica is processing now."),
     "serval_batch_size": FamilySpec("histogram", "Sizes of the batches @serval.batch ran."),
     # every process
+    "serval_busy_poll_seconds": FamilySpec(
+        "counter",
+        "Time the proxy's or a replica's event loop spent polling for the next message "
+        "at low load instead of sleeping (SERVAL_BUSY_POLL_US).",
+    ),
+    "serval_busy_polls": FamilySpec(
+        "counter",
+        "Busy polls by how they ended (caught: a request arrived or was answered within "
+        "the window; expired: the window ran out).",
+    ),
     "serval_transport_rejected_peers": FamilySpec(
         "counter",
         "Connections dropped because the peer failed the instance handshake "

@@ -27,6 +27,7 @@ from typing import Any
 from serval._env import read_env
 from serval.exceptions import ServalError
 from serval.observability.components import (
+    busy_poll_families,
     controller_families,
     placement_families,
     replica_families,
@@ -68,6 +69,7 @@ def install_proxy(app: Any) -> None:
         metrics.add_source("grpc", app.grpc_metrics.families)
         metrics.add_source("websocket", app.ws_metrics.families)
     metrics.add_source("routers", lambda: router_families(app.ctx.routers))
+    metrics.add_source("busy_poll", lambda: busy_poll_families(app.busy_poll, "proxy"))
 
 
 def install_replica(server: Any) -> None:

@@ -45,6 +45,7 @@ from serval.proxy.model_routes import DirectInfer, infer_target
 from serval.proxy.routes import RouteTable
 from serval.proxy.split import TrafficSplit
 from serval.proxy.websocket import connect_message, forward_websocket
+from serval.transport.busy_poll import BusyPoll
 from serval.transport.codec import error_from_reply
 from serval.transport.messages import (
     BodyChunk,
@@ -94,6 +95,11 @@ class ProxyApp:
         self._timeout = options.request_timeout_s
         self._max_body = options.max_request_body_bytes
         self.direct = DirectInfer(ctx, options.request_timeout_s)
+        self.in_flight = 0  # HTTP requests to routes being answered now
+        self.total = 0  # and received so far
+        # At most one request in flight: awake for the replica's answer and the client's
+        # next request, for a moment (serval/transport/busy_poll.py).
+        self.busy_poll = BusyPoll(self, read_env().busy_poll_us / 1e6, max_in_flight=1)
         self.http_metrics = HttpMetrics() if metrics_enabled() else None
         self.ws_metrics = WebSocketMetrics() if metrics_enabled() else None
         self.grpc_metrics = GrpcMetrics() if metrics_enabled() else None  # the gRPC ingress'
@@ -129,6 +135,17 @@ class ProxyApp:
             else:
                 await self._admin(path, send)
             return
+        self.in_flight += 1
+        self.total += 1
+        self.busy_poll.arm()
+        try:
+            await self._route(path, scope, receive, send)
+        finally:
+            self.in_flight -= 1
+            self.busy_poll.arm()
+
+    async def _route(self, path: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """A request to an application's route (or to none: 404), with its metrics."""
         route = self.routes.match(path)
         metrics = self.http_metrics
         if metrics is None:

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from serval import context as ctx_mod
+from serval._env import read_env
 from serval._node import this_node
 from serval.config import LoggingConfig
 from serval.exceptions import BadRequestError, ServalError, http_status_for
@@ -35,6 +36,7 @@ from serval.replica.http import ASGIApp, ASGIResponder, RequestBody, make_scope,
 from serval.replica.routing_stats import record_routing_stats
 from serval.replica.user_code import UserCode, is_generator
 from serval.replica.websocket import WebSocketSession, serve_websocket
+from serval.transport.busy_poll import BusyPoll
 from serval.transport.codec import dumps, error_reply, loads
 from serval.transport.connection import Connection
 from serval.transport.messages import (
@@ -112,6 +114,8 @@ class ReplicaServer:
         self._sockets: dict[tuple[Connection, int], WebSocketSession] = {}
         self.latency = HistogramTable(LATENCY_BUCKETS_S) if metrics_enabled() else None
         self.access = AccessLog(replica_id)
+        # Awake for the next request for a moment after the last answer (module docs).
+        self.busy_poll = BusyPoll(self, read_env().busy_poll_us / 1e6, max_in_flight=0)
 
     # -- dispatch ------------------------------------------------------------------
 
@@ -219,6 +223,7 @@ class ReplicaServer:
                 route = req.root_path or "/"
                 self.latency.observe((route, req.method), time.perf_counter() - started)
             self.access.http(req.method, req.path, status, started, req.request_id, req.model_id)
+            self.busy_poll.arm()
 
     async def _websocket(self, conn: Connection, sid: int, msg: WsConnect) -> None:
         """One WebSocket for the deployment's ASGI app (see serval/replica/websocket.py)."""
@@ -286,6 +291,7 @@ class ReplicaServer:
             if self.latency is not None:
                 self.latency.observe(("", msg.method), time.perf_counter() - started)
             self.access.call(msg.method, ok, started, msg.request_id, msg.model_id)
+            self.busy_poll.arm()
 
     def _ready_code(self) -> UserCode:
         if self.code is None:
