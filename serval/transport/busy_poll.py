@@ -13,7 +13,10 @@ How: :meth:`BusyPoll.arm` starts a callback that re-schedules itself with
 timeout) and gives way on every pass (``sched_yield``: any other runnable process on
 the core goes first). A poll ends when a request arrives, when more requests are in
 flight than ``max_in_flight``, or when the window has passed since it was armed; the
-loop then sleeps as before.
+loop then sleeps as before. Only requests that come one at a time are polled for: an
+arming that finds more than one request received since the previous one (requests
+overlapped: the process is under load, and its cores are better left to the work)
+does not poll.
 
 - A replica arms when it has answered its last request in flight
   (``max_in_flight=0``): it waits, awake, for the next one. It never polls while a
@@ -55,6 +58,7 @@ class BusyPoll:
     """One process's poller (module docs); ``window_s`` 0 never polls."""
 
     __slots__ = (
+        "_armed_at",
         "_deadline",
         "_load",
         "_loop",
@@ -79,6 +83,7 @@ class BusyPoll:
         self._started = 0.0  # when the current poll began
         self._deadline = 0.0  # when it gives up
         self._total = 0  # requests received when it began
+        self._armed_at = 0  # requests received at the last arming
         self.caught = 0  # polls that ended with a request
         self.expired = 0  # polls the window ended
         self.seconds = 0.0  # time spent polling
@@ -89,7 +94,13 @@ class BusyPoll:
 
     def arm(self) -> None:
         """Poll from now for the window (a request arrived or was answered)."""
-        if self.window_s <= 0 or self._load.in_flight > self.max_in_flight:
+        load = self._load
+        if self.window_s <= 0 or load.in_flight > self.max_in_flight:
+            return
+        total = load.total
+        overlapped = total - self._armed_at > 1
+        self._armed_at = total
+        if overlapped:  # more than one request since the last arming: not one at a time
             return
         now = _now()
         if self._polling:  # a request arrived or was answered during this poll
@@ -97,7 +108,7 @@ class BusyPoll:
         self._polling = True
         self._started = now
         self._deadline = now + self.window_s
-        self._total = self._load.total
+        self._total = total
         if not self._scheduled:
             loop = self._loop
             if loop is None:

@@ -112,6 +112,24 @@ def test_a_proxy_polls_with_one_request_in_flight_and_stops_at_two() -> None:
     assert (poll.caught, poll.expired) == (1, 0)
 
 
+def test_requests_that_overlapped_since_the_last_arming_skip_a_poll() -> None:
+    async def main() -> None:
+        replica = _Load(total=1)
+        poll = BusyPoll(replica, 60.0)
+        poll.arm()  # one request, answered: poll
+        assert poll.polling
+        replica.in_flight = 3  # three at once: the poll ends; they are answered
+        await _until(lambda: not poll.polling)
+        replica.in_flight, replica.total = 0, 4
+        poll.arm()
+        assert not poll.polling  # under load: no poll
+        replica.total = 5  # one at a time again
+        poll.arm()
+        assert poll.polling
+
+    _run(main())
+
+
 def test_arming_again_while_polling_keeps_one_callback(monkeypatch: pytest.MonkeyPatch) -> None:
     ticks = []
     monkeypatch.setattr(busy_poll, "_give_way", lambda: ticks.append(1))
