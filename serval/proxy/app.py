@@ -44,7 +44,7 @@ from serval.proxy.disconnect import cancel_on_disconnect
 from serval.proxy.model_routes import DirectInfer, infer_target
 from serval.proxy.routes import RouteTable
 from serval.proxy.split import TrafficSplit
-from serval.proxy.websocket import connect_message, forward_websocket
+from serval.proxy.websocket import connect_message, forward_measured
 from serval.transport.busy_poll import BusyPoll
 from serval.transport.codec import error_from_reply
 from serval.transport.messages import (
@@ -277,17 +277,8 @@ class ProxyApp:
             scope, "" if route.prefix == "/" else route.prefix, request_id, model_id
         )
         router = self.ctx.router(route.app, route.deployment)
-        metrics = self.ws_metrics
-        if metrics is None:
-            await forward_websocket(router, connect, receive, send)
-            return
         key = (route.app, route.deployment, route.prefix)
-        metrics.opened(key)
-        started = time.perf_counter()
-        try:
-            await forward_websocket(router, connect, receive, send)
-        finally:
-            metrics.closed(key, time.perf_counter() - started)
+        await forward_measured(router, connect, receive, send, self.ws_metrics, key)
 
     async def _forward(self, app: str, deployment: str, request: HttpRequest, send: Send) -> int:
         """Place the request, relay the answer; returns the status code sent."""

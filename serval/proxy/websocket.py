@@ -16,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from serval.exceptions import ServalError
+from serval.observability.ingress import WebSocketMetrics
 from serval.router.assignment import Assignment
 from serval.router.router import Router
 from serval.transport.flow import CreditReturn, SendWindow
@@ -59,6 +61,27 @@ def connect_message(scope: Scope, root_path: str, request_id: str, model_id: str
         request_id,
         model_id,
     )
+
+
+async def forward_measured(
+    router: Router,
+    connect: WsConnect,
+    receive: Receive,
+    send: Send,
+    metrics: WebSocketMetrics | None,
+    key: tuple[str, str, str],
+) -> None:
+    """:func:`forward_websocket`, counted in ``metrics`` (None: metrics are off) under
+    ``key`` (application, deployment, route prefix): open sockets and their duration."""
+    if metrics is None:
+        await forward_websocket(router, connect, receive, send)
+        return
+    metrics.opened(key)
+    started = time.perf_counter()
+    try:
+        await forward_websocket(router, connect, receive, send)
+    finally:
+        metrics.closed(key, time.perf_counter() - started)
 
 
 async def forward_websocket(
