@@ -26,9 +26,9 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from serval._import import import_attr
 from serval.config import GRPCOptions
@@ -49,6 +49,8 @@ from serval.proxy.routes import RouteTable
 from serval.transport.messages import GetStatus
 
 logger = logging.getLogger("serval.proxy")
+
+T = TypeVar("T")
 
 APPS_TTL_S = 1.0  # how long the application → ingress table is trusted
 
@@ -171,7 +173,7 @@ class GrpcIngress:
         return app, self._apps[app]
 
     async def _handle(self, method: RpcMethod, context: Any, call: _Call) -> DeploymentHandle:
-        meta = {k: v for k, v in (context.invocation_metadata() or ())}
+        meta = _metadata(context)
         call.app = str(meta.get("application", ""))
         call.app, call.deployment = await self._ingress(call.app)
         handle = DeploymentHandle(call.deployment, call.app).options(
@@ -186,9 +188,12 @@ class GrpcIngress:
     ) -> Any:
         """A unary call answered by the application's ingress deployment."""
         handle = await self._handle(method, context, call)
-        response = handle.remote(request)
+        return await self._within_deadline(handle.remote(request))
+
+    async def _within_deadline(self, answer: Awaitable[T]) -> T:
+        """``answer``, within ``grpc_options.request_timeout_s`` when one is set."""
         timeout = self.options.request_timeout_s
-        return await (asyncio.wait_for(response, timeout) if timeout else response)
+        return await (asyncio.wait_for(answer, timeout) if timeout else answer)
 
     async def _direct_infer(
         self, raw: bytes, request: Any, context: Any, call: _Call
@@ -198,7 +203,7 @@ class GrpcIngress:
         traffic: as for REST, that goes through the ingress)."""
         if self.routes is None or self.direct is None:
             return None
-        meta = {k: v for k, v in (context.invocation_metadata() or ())}
+        meta = _metadata(context)
         app, _ = await self._ingress(str(meta.get("application", "")))
         route = self.routes.for_app(app)
         if (
@@ -212,8 +217,19 @@ class GrpcIngress:
         call.deployment, model_id = self.direct.resolve(route, request.model_name, version)
         request_id = str(meta.get("x-request-id", "")) or uuid.uuid4().hex
         answer = self.direct.grpc_infer(route, call.deployment, model_id, raw, request_id)
-        timeout = self.options.request_timeout_s
-        result: bytes = await (asyncio.wait_for(answer, timeout) if timeout else answer)
+        return await self._within_deadline(answer)
+
+    async def _answered(
+        self, method: RpcMethod, context: Any, call: _Call, work: Awaitable[T]
+    ) -> T:
+        """``work``'s result, the call recorded as OK; or the call aborted with the
+        status its error maps to (recorded too)."""
+        try:
+            result = await work
+        except BaseException as exc:
+            await _abort(context, exc, method, call)
+            raise
+        call.done("OK")
         return result
 
     def model_infer(self, method: RpcMethod) -> Callable[[bytes, Any], Any]:
@@ -223,34 +239,27 @@ class GrpcIngress:
         assert method.request_deserializer is not None and method.response_serializer
         deserialize, encode = method.request_deserializer, method.response_serializer
 
+        async def infer(raw: bytes, context: Any, call: _Call) -> bytes:
+            try:
+                request = deserialize(raw)
+            except Exception as exc:  # protobuf's DecodeError
+                raise BadRequestError(f"malformed {method.name} request: {exc}") from None
+            result = await self._direct_infer(raw, request, context, call)
+            if result is None:
+                result = encode(await self._through_ingress(method, request, context, call))
+            return result
+
         async def rpc(raw: bytes, context: Any) -> bytes:
             call = _Call(self.metrics, method)
-            try:
-                try:
-                    request = deserialize(raw)
-                except Exception as exc:  # protobuf's DecodeError
-                    raise BadRequestError(f"malformed {method.name} request: {exc}") from None
-                result = await self._direct_infer(raw, request, context, call)
-                if result is None:
-                    result = encode(await self._through_ingress(method, request, context, call))
-                call.done("OK")
-                return result
-            except BaseException as exc:
-                await _abort(context, exc, method, call)
-                raise
+            return await self._answered(method, context, call, infer(raw, context, call))
 
         return rpc
 
     def unary(self, method: RpcMethod) -> Callable[[Any, Any], Any]:
         async def rpc(request: Any, context: Any) -> Any:
             call = _Call(self.metrics, method)
-            try:
-                result = await self._through_ingress(method, request, context, call)
-                call.done("OK")
-                return result
-            except BaseException as exc:
-                await _abort(context, exc, method, call)
-                raise
+            answer = self._through_ingress(method, request, context, call)
+            return await self._answered(method, context, call, answer)
 
         return rpc
 
@@ -286,6 +295,11 @@ class _Call:
             elapsed = time.perf_counter() - self.started
             self.metrics.observe(self.app, self.deployment, self.method, code, elapsed)
             self.metrics = None  # once
+
+
+def _metadata(context: Any) -> dict[str, Any]:
+    """The call's metadata (gRPC headers) as a dict."""
+    return {k: v for k, v in (context.invocation_metadata() or ())}
 
 
 async def _abort(context: Any, exc: BaseException, method: RpcMethod, call: _Call) -> None:

@@ -220,11 +220,7 @@ class Router:
         if slot is None or slot.replica_id in holders:
             return slot
         now = time.monotonic()
-        warm = [
-            s
-            for s in self._choices
-            if s.replica_id in holders and (s.down_until == 0.0 or s.down_until < now)
-        ]
+        warm = [s for s in self._choices if s.replica_id in holders and s.down_until < now]
         if warm:
             # A copy while the model is warm elsewhere: load it there in the background
             # and keep this request on a warm holder (or let it wait for one).

@@ -53,27 +53,15 @@ def test_a_poll_keeps_the_loop_turning_until_the_window_ends() -> None:
     assert poll.seconds >= 0.02
 
 
-def test_a_request_that_arrives_ends_the_poll_as_caught() -> None:
+@pytest.mark.parametrize("in_flight", [1, 0], ids=["in flight", "answered within a pass"])
+def test_a_request_that_arrives_ends_the_poll_as_caught(in_flight: int) -> None:
     async def main() -> BusyPoll:
         replica = _Load()
         poll = BusyPoll(replica, 60.0)
         poll.arm()
         await asyncio.sleep(0)
         assert poll.polling
-        replica.in_flight, replica.total = 1, 1  # a request came in
-        await _until(lambda: not poll.polling)
-        return poll
-
-    poll = _run(main())
-    assert (poll.caught, poll.expired) == (1, 0)
-
-
-def test_a_request_answered_between_two_ticks_counts_as_caught() -> None:
-    async def main() -> BusyPoll:
-        replica = _Load()
-        poll = BusyPoll(replica, 60.0)
-        poll.arm()
-        replica.total += 1  # arrived and answered within one pass of the loop
+        replica.in_flight, replica.total = in_flight, 1  # a request came in
         await _until(lambda: not poll.polling)
         return poll
 
